@@ -79,9 +79,7 @@ class Settings:
     mcp_config: str | None = None  # Claude Code's MCP JSON format
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``CLAWRAP_*`` from ``environ``, then non-None ``overrides``."""
         env = os.environ if environ is None else environ
         hints = get_type_hints(cls)
