@@ -1,10 +1,19 @@
 """The one interface between the HTTP side and whatever produces completions.
 
 A backend runs a :class:`~clawrap._request.CompletionRequest` and pushes
-:mod:`clawrap._events` into a trio channel. It closes nothing it was not given:
-the caller owns the channel and closes it. On cancellation (client gone,
-deadline, stop sequence reached) a backend must stop its upstream work promptly
-and leave no process behind; cleanup that must finish runs under a shield.
+:mod:`clawrap._events` into a trio channel. The caller owns the channel and
+closes it; the backend never does.
+
+Stopping early comes in two strengths:
+
+- ``halt`` is set when the consumer wants no more content (a stop sequence or
+  ``max_tokens`` was reached, or a tool call ended the reply). The backend
+  interrupts the upstream turn promptly, sends a :class:`~clawrap._events.Usage`
+  if the SDK reports one within a short grace, and returns. Content it sends
+  after ``halt`` is discarded by the caller.
+- Cancellation (client gone, deadline, idle limit): the backend stops at once and
+  leaves no process behind; cleanup that must finish runs under a shield.
+
 Failures are raised as :class:`~clawrap._errors.ClawrapError` only.
 """
 
@@ -19,7 +28,12 @@ from ._request import CompletionRequest
 
 
 class Backend(Protocol):
-    async def run(self, request: CompletionRequest, events: trio.MemorySendChannel[Event]) -> None:
+    async def run(
+        self,
+        request: CompletionRequest,
+        events: trio.MemorySendChannel[Event],
+        halt: trio.Event,
+    ) -> None:
         """Run ``request``, sending its events. Raises ClawrapError on failure."""
         ...
 
