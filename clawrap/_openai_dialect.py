@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from ._config import Settings
-from ._errors import invalid_request
+from ._dialect import Dialect
+from ._errors import ClawrapError, invalid_request
 from ._models import resolve_model
 from ._openai_decode import (
     ChatMessage,
@@ -25,6 +26,7 @@ from ._openai_decode import (
     decode_messages,
     validate_model,
 )
+from ._openai_encode import ChatCollector, ChatStreamEncoder, error_body
 from ._request import CompletionRequest, NamedTool, ResponseFormat, ToolChoice, ToolSpec
 
 # -- pydantic models of the request's fixed-shape options ---------------------------------
@@ -244,4 +246,30 @@ def decode_chat_request(
     return request, ChatWireOptions(requested, include_usage, legacy)
 
 
-__all__ = ["decode_chat_request"]
+class OpenAIChatDialect:
+    """``POST /v1/chat/completions``: the :class:`~clawrap._dialect.Dialect` for OpenAI clients."""
+
+    name = "openai"
+
+    def decode(
+        self, body: Any, headers: Mapping[str, str], settings: Settings
+    ) -> tuple[CompletionRequest, ChatWireOptions]:
+        return decode_chat_request(body, headers, settings)
+
+    def stream_encoder(
+        self, request: CompletionRequest, options: ChatWireOptions
+    ) -> ChatStreamEncoder:
+        return ChatStreamEncoder(options)
+
+    def collector(self, request: CompletionRequest, options: ChatWireOptions) -> ChatCollector:
+        return ChatCollector(options)
+
+    def error_body(self, error: ClawrapError) -> dict[str, Any]:
+        return error_body(error)
+
+
+if TYPE_CHECKING:
+    _: Dialect = OpenAIChatDialect()
+
+
+__all__ = ["ChatWireOptions", "OpenAIChatDialect", "decode_chat_request"]
