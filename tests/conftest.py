@@ -1,0 +1,60 @@
+"""Shared fixtures: the scripted model on loopback, and the environment that keeps the CLI on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from clawrap._mock_upstream import serve_mock_upstream
+from clawrap._scripted_model import ScriptedModel
+
+
+@dataclass(frozen=True, slots=True)
+class RunningScriptedModel:
+    """A scripted model served on 127.0.0.1 for the length of one test."""
+
+    model: ScriptedModel
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def scripted_model(nursery: trio.Nursery) -> AsyncIterator[RunningScriptedModel]:
+    model = ScriptedModel()
+    cancel_scope = trio.CancelScope()
+
+    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        with cancel_scope:
+            await serve_mock_upstream(model, task_status=task_status)
+
+    port: int = await nursery.start(run)
+    try:
+        yield RunningScriptedModel(model, port)
+    finally:
+        cancel_scope.cancel()
+
+
+@pytest.fixture
+def claude_env(scripted_model: RunningScriptedModel, tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment: only the scripted model, a throwaway config dir, nothing else."""
+    config_dir = tmp_path / "claude-config"
+    config_dir.mkdir()
+    return {
+        "ANTHROPIC_BASE_URL": scripted_model.url,
+        "ANTHROPIC_API_KEY": "sk-scripted",
+        "CLAUDE_CONFIG_DIR": str(config_dir),
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_UPDATES": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_INSTALLATION_CHECKS": "1",
+    }
