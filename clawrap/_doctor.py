@@ -361,8 +361,9 @@ def doctor_main(
     stream = sys.stdout if out is None else out
     settings = Settings.from_env(env, port=args.port, host=args.host)
     checks = run_checks(settings, env, live=args.live, model=args.model)
-    stream.write(render(checks, unicode=_speaks_utf8(stream)))
-    with contextlib.suppress(OSError, ValueError):
+    # A reader that went away (`clawrap doctor | head`) is not a failed check.
+    with contextlib.suppress(BrokenPipeError):
+        stream.write(render(checks, unicode=_speaks_utf8(stream)))
         stream.flush()
     return 1 if any(c.status == "fail" for c in checks) else 0
 
