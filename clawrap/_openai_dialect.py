@@ -93,6 +93,7 @@ _DEFAULT_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 _EFFORTS |= {"max": "max", "xhigh": "max"}
 _MAX_STOP = 64
+_MAX_STOP_LENGTH = 1000
 
 
 def _tool_spec(f: _FunctionDef, param: str, seen: set[str]) -> ToolSpec:
@@ -156,6 +157,10 @@ def _stop(value: Any) -> tuple[str, ...]:
         raise invalid_request("'stop' must be a string or an array of strings.", param="stop")
     if len(stops) > _MAX_STOP:
         raise invalid_request(f"'stop' may hold at most {_MAX_STOP} sequences.", param="stop")
+    if any(len(s) > _MAX_STOP_LENGTH for s in stops):
+        # each delta is matched against every stop sequence: bound that work
+        message = f"Each stop sequence may be at most {_MAX_STOP_LENGTH} characters."
+        raise invalid_request(message, param="stop")
     return tuple(dict.fromkeys(s for s in stops if s))  # empty strings would match at once
 
 

@@ -399,7 +399,7 @@ def test_stop_may_be_a_list_and_empty_strings_are_dropped() -> None:
     assert request(stop=["a", "", "b"]).stop == ("a", "b")
 
 
-@pytest.mark.parametrize("value", [5, [1], {"a": "b"}, ["x"] * 65])
+@pytest.mark.parametrize("value", [5, [1], {"a": "b"}, ["x"] * 65, ["x" * 1001]])
 def test_an_invalid_stop_is_a_400(value: Any) -> None:
     assert rejected_param(stop=value) == "stop"
 
