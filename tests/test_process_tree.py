@@ -1,0 +1,203 @@
+"""descendants, terminate_tree, stop_descendants and cli_pid, on real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+import trio
+
+from clawrap._process_tree import (
+    cli_pid,
+    descendants,
+    is_alive,
+    stop_descendants,
+    terminate_tree,
+)
+
+# A grace long enough that a cooperative process always exits inside it.
+GENEROUS = 10.0
+
+
+@dataclass
+class Tree:
+    shell: trio.Process
+    children: list[int]  # pids the shell printed, in order
+
+    @property
+    def everyone(self) -> list[int]:
+        return [self.shell.pid, *self.children]
+
+
+@asynccontextmanager
+async def shell_tree(script: str) -> AsyncIterator[Tree]:
+    """A ``sh`` running ``script``; the script prints pids, one a line, then ``ready``."""
+    proc = await trio.lowlevel.open_process(["sh", "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    pids: list[int] = []
+    buffer = b""
+    try:
+        with trio.fail_after(10):
+            while not buffer.endswith(b"ready\n"):
+                chunk = await proc.stdout.receive_some()
+                assert chunk, "the shell exited before it was ready"
+                buffer += chunk
+        pids = [int(line) for line in buffer.decode().split()[:-1]]
+        yield Tree(proc, pids)
+    finally:
+        # Whatever a failed test left behind must not outlive it.
+        for pid in [*descendants(proc.pid), *pids, proc.pid]:
+            if is_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        with trio.CancelScope(shield=True), trio.fail_after(10):
+            await proc.wait()
+            await proc.stdout.aclose()
+
+
+TWO_SLEEPS = "sleep 1000 & echo $!; sleep 1000 & echo $!; echo ready; wait"
+
+
+async def test_descendants_lists_children_of_a_process() -> None:
+    async with shell_tree(TWO_SLEEPS) as tree:
+        assert sorted(descendants(tree.shell.pid)) == sorted(tree.children)
+
+
+async def test_descendants_include_grandchildren_after_their_parents() -> None:
+    script = "sh -c 'sleep 1000 & echo $!; echo ready; wait' & wait"
+    async with shell_tree(script) as tree:
+        (grandchild,) = tree.children
+        found = descendants(tree.shell.pid)
+        assert grandchild in found
+        middle = [pid for pid in found if pid != grandchild]
+        assert len(middle) == 1
+        assert found.index(middle[0]) < found.index(grandchild)
+
+
+def test_descendants_of_a_process_without_children_is_empty() -> None:
+    with subprocess.Popen(["sleep", "1000"]) as proc:
+        try:
+            assert descendants(proc.pid) == []
+        finally:
+            proc.kill()
+
+
+def test_descendants_of_an_unknown_pid_is_empty() -> None:
+    assert descendants(2**22 + 12345) == []
+
+
+async def test_terminate_tree_stops_the_shell_and_all_its_children() -> None:
+    async with shell_tree(TWO_SLEEPS) as tree:
+        pids = [tree.shell.pid, *descendants(tree.shell.pid)]
+        with trio.fail_after(GENEROUS + 10):
+            killed = await terminate_tree(pids, grace=GENEROUS)
+        await tree.shell.wait()
+        assert killed == []
+        assert not any(is_alive(pid) for pid in tree.everyone)
+
+
+async def test_processes_that_ignore_sigterm_are_killed() -> None:
+    # The inner shell reports itself only once SIGTERM is ignored; exec keeps its pid.
+    script = "sh -c 'trap \"\" TERM; echo $$; echo ready; exec sleep 1000' & wait"
+    async with shell_tree(script) as tree:
+        (stubborn,) = tree.children
+        with trio.fail_after(15):
+            killed = await terminate_tree([stubborn], grace=0.2)
+        assert killed == [stubborn]
+        assert not is_alive(stubborn)
+
+
+async def test_a_stopped_process_still_acts_on_sigterm() -> None:
+    async with shell_tree(TWO_SLEEPS) as tree:
+        first = tree.children[0]
+        os.kill(first, signal.SIGSTOP)
+        with trio.fail_after(GENEROUS + 10):
+            killed = await terminate_tree([first], grace=GENEROUS)
+        assert killed == []
+        assert not is_alive(first)
+
+
+async def test_processes_already_gone_are_skipped() -> None:
+    proc = await trio.lowlevel.open_process(["true"])
+    await proc.wait()
+    with trio.fail_after(5):
+        assert await terminate_tree([proc.pid], grace=GENEROUS) == []
+
+
+async def test_stop_descendants_stops_everything_below_but_not_the_root() -> None:
+    script = (
+        "sleep 1000 & echo $!; sh -c 'sleep 1000 & echo $!; echo ready; wait' & exec sleep 1000"
+    )
+    async with shell_tree(script) as tree:
+        below = descendants(tree.shell.pid)
+        assert len(below) == 3  # two sleeps and the inner shell
+        with trio.fail_after(GENEROUS + 10):
+            found = await stop_descendants(tree.shell.pid, grace=GENEROUS)
+        assert sorted(found) == sorted(below)
+        assert not any(is_alive(pid) for pid in below)
+        assert is_alive(tree.shell.pid)
+
+
+async def test_stop_descendants_of_a_childless_process_finds_nothing() -> None:
+    async with shell_tree("echo ready; exec sleep 1000") as tree:
+        with trio.fail_after(5):
+            assert await stop_descendants(tree.shell.pid, grace=GENEROUS) == []
+
+
+class _Process:
+    def __init__(self, pid: int, returncode: int | None) -> None:
+        self.pid = pid
+        self.returncode = returncode
+
+
+class _Transport:
+    def __init__(self, process: _Process | None) -> None:
+        self._process = process
+
+
+class _Client:
+    def __init__(self, transport: _Transport | None) -> None:
+        self._transport = transport
+
+
+def test_cli_pid_reads_the_running_process_of_the_transport() -> None:
+    assert cli_pid(_Client(_Transport(_Process(4242, None)))) == 4242
+
+
+def test_cli_pid_is_none_before_connect_after_disconnect_and_after_exit() -> None:
+    assert cli_pid(_Client(None)) is None
+    assert cli_pid(_Client(_Transport(None))) is None
+    assert cli_pid(_Client(_Transport(_Process(4242, 0)))) is None
+    assert cli_pid(object()) is None
+
+
+@pytest.mark.e2e
+async def test_cli_pid_finds_the_real_sdk_clients_cli_process() -> None:
+    from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+
+    with tempfile.TemporaryDirectory() as config_dir:
+        env = {
+            # Nothing listens there: connecting spawns the CLI but sends no model request.
+            "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+            "ANTHROPIC_API_KEY": "sk-test-dummy",
+            "CLAUDE_CONFIG_DIR": config_dir,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+        client = ClaudeSDKClient(ClaudeAgentOptions(tools=[], setting_sources=[], env=env))
+        pid: int | None = None
+        try:
+            with trio.fail_after(60):
+                await client.connect()
+            pid = cli_pid(client)
+            assert pid is not None
+            assert pid in descendants(os.getpid())
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.disconnect()
+        assert cli_pid(client) is None
+        assert not is_alive(pid)
