@@ -1,0 +1,107 @@
+"""The stages between the backend's events and the encoder, in the exchange's order.
+
+Stop sequences and ``max_tokens`` (:mod:`clawrap._output_limits`) first, then
+JSON fence stripping (:mod:`clawrap._json_fences`) of text when a JSON response
+format was asked for. Sans-IO.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+from ._errors import ClawrapError
+from ._events import Event, Finished, TextDelta, ToolCallStart, Usage
+from ._output_limits import OutputLimiter
+from ._request import CompletionRequest
+
+
+class _Fences(Protocol):
+    def feed(self, text: str) -> str: ...
+
+    def close(self) -> str: ...
+
+
+class OutputPipeline:
+    """Events from the backend -> events for the encoder.
+
+    The output limiter (stop sequences, max tokens) comes first, then JSON fence
+    stripping of text when a JSON response format was asked for. It also keeps the
+    stream's order whatever the stages do: content, then one Usage, then one
+    Finished; content after the end is discarded.
+    """
+
+    def __init__(self, request: CompletionRequest) -> None:
+        self.limiter = _make_limiter(request)
+        self.fences = _make_fences(request) if request.response_format is not None else None
+        self.usage: Usage | None = None
+        self.finish: Finished | None = None
+        self._cut_short = False
+
+    @property
+    def finished(self) -> bool:
+        """The limiter ended the reply before the backend did: halt the backend."""
+        return self._cut_short
+
+    def feed(self, event: Event) -> list[Event]:
+        out: list[Event] = []
+        staged = self.limiter.feed(event) if self.limiter is not None else [event]
+        if not isinstance(event, Finished) and any(isinstance(e, Finished) for e in staged):
+            self._cut_short = True
+        for item in staged:
+            if isinstance(item, Usage):
+                self.usage = item
+            elif isinstance(item, Finished):
+                if self.finish is None:
+                    self.finish = item
+            elif self.finish is not None:
+                continue
+            elif isinstance(item, TextDelta) and self.fences is not None:
+                text = self.fences.feed(item.text)
+                if text:
+                    out.append(TextDelta(text))
+            else:
+                if isinstance(item, ToolCallStart):
+                    out.extend(self._flush_fences())
+                out.append(item)
+        return out
+
+    def _flush_fences(self) -> list[Event]:
+        if self.fences is None:
+            return []
+        tail = self.fences.close()
+        self.fences = None
+        return [TextDelta(tail)] if tail else []
+
+    def close(self) -> list[Event]:
+        """The held-back tail, the usage and the finish. Raises if the run never finished."""
+        out: list[Event] = []
+        if self.limiter is not None:
+            out.extend(e for e in self.limiter.close() if isinstance(e, TextDelta))
+        out.extend(self._flush_fences())
+        if self.finish is None:
+            raise ClawrapError(
+                "api_error", "The reply from Claude ended unexpectedly.", code="incomplete_reply"
+            )
+        if self.usage is not None:
+            out.append(self.usage)
+        out.append(self.finish)
+        return out
+
+
+def _make_limiter(request: CompletionRequest) -> OutputLimiter | None:
+    if not request.stop and request.max_output_tokens is None:
+        return None
+    return OutputLimiter(request.stop, request.max_output_tokens)
+
+
+def _make_fences(request: CompletionRequest) -> _Fences | None:
+    try:
+        module = importlib.import_module("clawrap._json_fences")
+    except ImportError:
+        return None
+    fences: _Fences = module.JsonFenceStripper()
+    return fences
+
+
+__all__ = ["OutputPipeline"]
