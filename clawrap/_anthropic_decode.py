@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import binascii
 import re
-import secrets
-import string
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,22 +41,8 @@ from ._request import (
 ADAPTIVE_THINKING_BUDGET = 16_000
 MIN_THINKING_BUDGET = 1024  # the Messages API's own minimum
 
-_MESSAGE_ID_ALPHABET = string.ascii_letters + string.digits
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _BLOCK_TYPES = "text, image, document, tool_use, tool_result, thinking, redacted_thinking"
-
-
-@dataclass(frozen=True, slots=True)
-class AnthropicWireOptions:
-    """What the encoders need beyond the request: the message id and the model to echo."""
-
-    message_id: str
-    model: str
-
-
-def new_message_id() -> str:
-    """An id shaped like Anthropic's (``msg_01`` + 22 base62 characters)."""
-    return "msg_01" + "".join(secrets.choice(_MESSAGE_ID_ALPHABET) for _ in range(22))
 
 
 # -- the JSON edge ---------------------------------------------------------------------
@@ -259,22 +242,14 @@ def _nested(blocks: list[Any], path: str, settings: Settings) -> list[TextPart |
     parts: list[TextPart | ImagePart] = []
     for i, block in enumerate(blocks):
         where = f"{path}.{i}"
-        if not isinstance(block, dict):
-            raise _bad(where, "Input should be an object")
-        kind = block.get("type")
-        if kind == "text":
-            text = _check(_Text, block, where).text
-            if text:
-                parts.append(TextPart(text))
-        elif kind == "image":
-            parts.append(_image(block, where, settings))
-        elif kind == "document":
-            for part in _document(block, where, settings):
-                if not isinstance(part, TextPart | ImagePart):
-                    raise _bad(where, "PDF documents are not supported inside tool results")
-                parts.append(part)
-        else:
+        # A non-object passes on to _block, which rejects it with the usual message.
+        kind = block.get("type") if isinstance(block, dict) else "text"
+        if kind not in ("text", "image", "document"):
             raise _bad(f"{where}.type", f"expected 'text' or 'image', got {_short(kind)}")
+        for part in _block(block, where, "user", settings):
+            if not isinstance(part, TextPart | ImagePart):
+                raise _bad(where, "PDF documents are not supported here")
+            parts.append(part)
     return parts
 
 
@@ -447,8 +422,8 @@ def decode_messages(
     settings: Settings,
     *,
     require_max_tokens: bool = True,
-) -> tuple[CompletionRequest, AnthropicWireOptions]:
-    """A parsed ``POST /v1/messages`` body -> (internal request, wire options).
+) -> CompletionRequest:
+    """A parsed ``POST /v1/messages`` body -> the internal request.
 
     ``require_max_tokens=False`` serves ``/v1/messages/count_tokens``, which has none.
     Raises ClawrapError: 400 naming the offending field path, 404 for an unknown model.
@@ -462,7 +437,7 @@ def decode_messages(
     model = resolve_model(requested, settings)
     tools = _tools(parsed.tools)
     fmt = parsed.output_format or (parsed.output_config.format if parsed.output_config else None)
-    request = CompletionRequest(
+    return CompletionRequest(
         model=model,
         requested_model=requested,
         turns=_turns(parsed.messages, settings),
@@ -483,7 +458,6 @@ def decode_messages(
         session_id=_session_id(headers),
         metadata=_metadata(parsed.metadata),
     )
-    return request, AnthropicWireOptions(new_message_id(), requested)
 
 
 def _stop_sequences(stops: list[str] | None) -> list[str]:
@@ -499,7 +473,6 @@ def _metadata(metadata: _Metadata | None) -> dict[str, Any]:
 
 __all__ = [
     "ADAPTIVE_THINKING_BUDGET",
-    "AnthropicWireOptions",
+    "MIN_THINKING_BUDGET",
     "decode_messages",
-    "new_message_id",
 ]

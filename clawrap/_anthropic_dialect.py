@@ -12,8 +12,14 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ._anthropic_decode import AnthropicWireOptions, decode_messages
-from ._anthropic_encode import AnthropicCollector, AnthropicStreamEncoder, error_body
+from ._anthropic_decode import decode_messages
+from ._anthropic_encode import (
+    AnthropicCollector,
+    AnthropicStreamEncoder,
+    AnthropicWireOptions,
+    error_body,
+    new_message_id,
+)
 from ._config import Settings
 from ._dialect import Collector, Dialect, StreamEncoder
 from ._errors import ClawrapError
@@ -43,7 +49,8 @@ class AnthropicMessagesDialect:
     def decode(
         self, body: Any, headers: Mapping[str, str], settings: Settings
     ) -> tuple[CompletionRequest, AnthropicWireOptions]:
-        return decode_messages(body, headers, settings)
+        request = decode_messages(body, headers, settings)
+        return request, AnthropicWireOptions(new_message_id(), request.requested_model)
 
     def stream_encoder(
         self, request: CompletionRequest, options: AnthropicWireOptions
@@ -75,7 +82,7 @@ def count_tokens_body(body: Any, settings: Settings) -> dict[str, Any]:
     once when tools are present. Expect it within roughly 20% for prose; it is
     good for budgeting, not billing.
     """
-    request, _ = decode_messages(body, {}, settings, require_max_tokens=False)
+    request = decode_messages(body, {}, settings, require_max_tokens=False)
     return {"input_tokens": estimate_input_tokens(request)}
 
 

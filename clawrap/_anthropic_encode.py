@@ -10,9 +10,11 @@ body always equals what a client accumulates from the stream.
 from __future__ import annotations
 
 import json
+import secrets
+import string
+from dataclasses import dataclass
 from typing import Any
 
-from ._anthropic_decode import AnthropicWireOptions
 from ._errors import ClawrapError, ErrorKind
 from ._events import (
     AgentProgress,
@@ -52,6 +54,20 @@ ERROR_TYPES: dict[ErrorKind, str] = {
 }
 
 _NOTE_LIMIT = 120  # characters of an agent progress summary worth showing
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicWireOptions:
+    """What the encoders need beyond the request: the message id and the model to echo."""
+
+    message_id: str
+    model: str
+
+
+def new_message_id() -> str:
+    """An id shaped like Anthropic's (``msg_01`` + 22 base62 characters)."""
+    return "msg_01" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(22))
 
 
 def error_body(error: ClawrapError) -> dict[str, Any]:
@@ -298,6 +314,8 @@ __all__ = [
     "STOP_REASONS",
     "AnthropicCollector",
     "AnthropicStreamEncoder",
+    "AnthropicWireOptions",
     "error_body",
+    "new_message_id",
     "progress_note",
 ]

@@ -12,7 +12,6 @@ import pytest
 
 from clawrap._anthropic_decode import (
     ADAPTIVE_THINKING_BUDGET,
-    AnthropicWireOptions,
     decode_messages,
 )
 from clawrap._config import Settings
@@ -33,7 +32,7 @@ from clawrap._request import (
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 PDF = base64.b64encode(b"%PDF-1.4 fake").decode()
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "name": "get_weather",
     "description": "Weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -57,7 +56,7 @@ def body(**fields: Any) -> dict[str, Any]:
 
 
 def decode(settings: Settings, headers: dict[str, str] | None = None, **fields: Any) -> Any:
-    return decode_messages(body(**fields), headers or {}, settings)[0]
+    return decode_messages(body(**fields), headers or {}, settings)
 
 
 def user(*blocks: Any) -> list[dict[str, Any]]:
@@ -74,28 +73,19 @@ def rejected(settings: Settings, raw: Any = None, **fields: Any) -> ClawrapError
 
 
 def test_minimal_request_decodes_to_one_user_turn(settings: Settings) -> None:
-    request, options = decode_messages(body(), {}, settings)
-    assert request == CompletionRequest(
+    assert decode_messages(body(), {}, settings) == CompletionRequest(
         model="claude-sonnet-4-5",
         requested_model="claude-sonnet-4-5",
         turns=(Turn("user", (TextPart("Hi"),)),),
         max_output_tokens=100,
     )
-    assert isinstance(options, AnthropicWireOptions)
-    assert options.model == "claude-sonnet-4-5"
-
-
-def test_message_ids_look_like_anthropics_and_differ(settings: Settings) -> None:
-    a = decode_messages(body(), {}, settings)[1].message_id
-    b = decode_messages(body(), {}, settings)[1].message_id
-    assert a.startswith("msg_01") and len(a) == 28 and a != b
 
 
 def test_missing_model_uses_the_default_model(settings: Settings) -> None:
     raw = body()
     del raw["model"]
-    request, options = decode_messages(raw, {}, settings)
-    assert request.model == request.requested_model == options.model == settings.default_model
+    request = decode_messages(raw, {}, settings)
+    assert request.model == request.requested_model == settings.default_model
 
 
 def test_text_blocks_with_cache_control_and_citations_are_text(settings: Settings) -> None:
@@ -331,7 +321,7 @@ def test_what_the_anthropic_sdk_sends_decodes(settings: Settings) -> None:
             stop_sequences=["X"],
             metadata={"user_id": "u"},
         )
-    request = decode_messages(sent[0], {}, settings)[0]
+    request = decode_messages(sent[0], {}, settings)
     assert request.system == "S"
     assert [t.role for t in request.turns] == ["user", "assistant", "user"]
     assert (request.tool_choice, request.parallel_tool_calls) == ("required", False)
@@ -547,7 +537,7 @@ def test_a_malformed_session_header_is_a_400(settings: Settings) -> None:
 def test_count_tokens_mode_needs_no_max_tokens(settings: Settings) -> None:
     raw = body()
     del raw["max_tokens"]
-    request, _ = decode_messages(raw, {}, settings, require_max_tokens=False)
+    request = decode_messages(raw, {}, settings, require_max_tokens=False)
     assert request.max_output_tokens is None
 
 

@@ -43,6 +43,7 @@ def test_dialect_decodes_and_encodes_one_exchange() -> None:
     dialect = AnthropicMessagesDialect()
     body = {"model": "haiku", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi"}]}
     request, options = dialect.decode(body, {}, Settings())
+    assert (options.model, options.message_id[:6]) == ("haiku", "msg_01")
     collector = dialect.collector(request, options)
     collector.add(TextDelta("Hello"))
     collector.add(Finished("end_turn"))

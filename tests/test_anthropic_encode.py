@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import anthropic
 import httpx2
@@ -17,12 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from clawrap._anthropic_decode import AnthropicWireOptions
 from clawrap._anthropic_dialect import AnthropicMessagesDialect
 from clawrap._anthropic_encode import (
     AnthropicCollector,
     AnthropicStreamEncoder,
+    AnthropicWireOptions,
     error_body,
+    new_message_id,
     progress_note,
 )
 from clawrap._errors import ClawrapError, ErrorKind
@@ -209,7 +210,7 @@ def test_every_frame_ends_with_a_blank_line() -> None:
 
 
 def test_usage_after_finished_still_reaches_message_delta() -> None:
-    events = [TextDelta("x"), Finished("end_turn"), Usage(7, 3)]
+    events: list[Event] = [TextDelta("x"), Finished("end_turn"), Usage(7, 3)]
     usage = accumulate(stream(events)).usage
     assert (usage.input_tokens, usage.output_tokens) == (7, 3)
 
@@ -262,6 +263,11 @@ def test_argument_deltas_for_a_closed_tool_block_are_not_sent() -> None:
     assert (
         "input_json_delta" not in stream(events).decode() and names.count("content_block_stop") == 2
     )
+
+
+def test_message_ids_look_like_anthropics_and_differ() -> None:
+    a, b = new_message_id(), new_message_id()
+    assert a.startswith("msg_01") and len(a) == 28 and a != b
 
 
 def test_keepalive_is_a_ping_event() -> None:
@@ -352,7 +358,8 @@ def test_sdk_create_reads_the_collector_body() -> None:
 
 def test_collector_keeps_unparseable_tool_input_as_empty_and_notes_it() -> None:
     collector = AnthropicCollector(REQUEST, OPTIONS)
-    for event in [ToolCallStart(0, "t0", "f"), ToolCallDelta(0, '{"x": '), Finished("tool_calls")]:
+    events: list[Event] = [ToolCallStart(0, "t0", "f"), ToolCallDelta(0, '{"x": ')]
+    for event in events:
         collector.add(event)
     assert collector.body()["content"][0]["input"] == {}
     assert collector.notes == ["tool call t0 (f): arguments are not a JSON object"]
@@ -390,8 +397,8 @@ def event_streams(draw: st.DrawFn) -> list[Event]:
             events.append(ReasoningSignature(draw(st.text(min_size=1, max_size=6))))
         elif kind == "progress":
             name = draw(st.sampled_from(["Read", "Bash"]))
-            kind_ = draw(st.sampled_from(["tool_use", "tool_result"]))
-            events.append(AgentProgress(kind_, name, draw(st.text(max_size=10))))
+            step = draw(st.sampled_from(["tool_use", "tool_result"]))
+            events.append(AgentProgress(cast(Any, step), name, draw(st.text(max_size=10))))
         else:
             args = json.dumps(draw(st.dictionaries(st.text(max_size=5), json_values, max_size=3)))
             cuts = sorted(draw(st.lists(st.integers(0, len(args)), max_size=3)))
