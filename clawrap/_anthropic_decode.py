@@ -230,22 +230,30 @@ def _document(block: dict[str, Any], path: str, settings: Settings) -> list[Part
         if isinstance(inner, str):
             return [TextPart(inner)]
         if isinstance(inner, list):
-            return list(_nested(inner, f"{where}.content", settings))
+            return list(_nested(inner, f"{where}.content", settings, ("text", "image")))
         raise _bad(f"{where}.content", "Input should be a valid string or a list of blocks")
     if kind in ("url", "file"):
         raise _bad(f"{where}.type", f"{kind} documents are not supported; send the PDF as base64")
     raise _bad(f"{where}.type", "document sources must be 'base64', 'text' or 'content'")
 
 
-def _nested(blocks: list[Any], path: str, settings: Settings) -> list[TextPart | ImagePart]:
-    """Text and image blocks inside a tool result or a content document."""
+def _nested(
+    blocks: list[Any], path: str, settings: Settings, kinds: tuple[str, ...]
+) -> list[TextPart | ImagePart]:
+    """Text and image blocks inside a tool result or a content document.
+
+    ``kinds`` lists the block types allowed here; a document inside a document is
+    not, which also bounds how deep hostile nesting can drive the recursion.
+    """
     parts: list[TextPart | ImagePart] = []
     for i, block in enumerate(blocks):
         where = f"{path}.{i}"
         # A non-object passes on to _block, which rejects it with the usual message.
         kind = block.get("type") if isinstance(block, dict) else "text"
-        if kind not in ("text", "image", "document"):
-            raise _bad(f"{where}.type", f"expected 'text' or 'image', got {_short(kind)}")
+        if kind not in kinds:
+            names = [repr(k) for k in kinds]
+            expected = ", ".join(names[:-1]) + " or " + names[-1]
+            raise _bad(f"{where}.type", f"expected {expected}, got {_short(kind)}")
         for part in _block(block, where, "user", settings):
             if not isinstance(part, TextPart | ImagePart):
                 raise _bad(where, "PDF documents are not supported here")
@@ -261,7 +269,9 @@ def _tool_result(block: dict[str, Any], path: str, settings: Settings) -> ToolRe
     elif isinstance(result.content, str):
         content = [TextPart(result.content)] if result.content else []
     elif isinstance(result.content, list):
-        content = _nested(result.content, f"{path}.content", settings)
+        content = _nested(
+            result.content, f"{path}.content", settings, ("text", "image", "document")
+        )
     else:
         raise _bad(f"{path}.content", "Input should be a valid string or a list of blocks")
     return ToolResultPart(result.tool_use_id, tuple(content), result.is_error)

@@ -438,7 +438,7 @@ def test_unknown_model_is_a_404(settings: Settings) -> None:
                     {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "video"}]}
                 )
             },
-            "messages.0.content.0.content.0.type: expected 'text' or 'image'",
+            "messages.0.content.0.content.0.type: expected 'text', 'image' or 'document'",
         ),
         (
             {"messages": user({"type": "tool_result", "tool_use_id": "t", "content": 3})},
@@ -466,6 +466,42 @@ def test_unknown_model_is_a_404(settings: Settings) -> None:
         (
             {"messages": [{"role": "assistant", "content": [{"type": "thinking"}]}]},
             "messages.0.content.0.thinking: Field required",
+        ),
+        (
+            {
+                "messages": user(
+                    {
+                        "type": "document",
+                        "source": {"type": "content", "content": [{"type": "document"}]},
+                    }
+                )
+            },
+            "messages.0.content.0.source.content.0.type: expected 'text' or 'image', got",
+        ),
+        (
+            {"messages": user({"type": "tool_result", "tool_use_id": "t", "content": [7]})},
+            "messages.0.content.0.content.0: Input should be an object",
+        ),
+        (
+            {
+                "messages": user(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "content": [
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": "application/pdf",
+                                    "data": PDF,
+                                },
+                            }
+                        ],
+                    }
+                )
+            },
+            "messages.0.content.0.content.0: PDF documents are not supported here",
         ),
         ({"system": 3}, "system: Input should be a valid string or a list of text blocks"),
         ({"system": [{"type": "image"}]}, "system.0.type: system blocks must be text blocks"),
