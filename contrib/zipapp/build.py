@@ -121,7 +121,8 @@ def measure(output: Path) -> None:
         for label in ("first run (unpacks)", "second run"):
             began = time.monotonic()
             done = subprocess.run(
-                [sys.executable, str(output), "--version"],
+                # The base interpreter in isolated mode: only what the pyz carries.
+                [getattr(sys, "_base_executable", sys.executable), "-I", str(output), "--version"],
                 env=env,
                 capture_output=True,
                 text=True,
