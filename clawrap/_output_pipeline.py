@@ -7,19 +7,11 @@ format was asked for. Sans-IO.
 
 from __future__ import annotations
 
-import importlib
-from typing import Protocol
-
 from ._errors import ClawrapError
 from ._events import Event, Finished, TextDelta, ToolCallStart, Usage
+from ._json_fences import JsonFenceStripper
 from ._output_limits import OutputLimiter
 from ._request import CompletionRequest
-
-
-class _Fences(Protocol):
-    def feed(self, text: str) -> str: ...
-
-    def close(self) -> str: ...
 
 
 class OutputPipeline:
@@ -33,7 +25,7 @@ class OutputPipeline:
 
     def __init__(self, request: CompletionRequest) -> None:
         self.limiter = _make_limiter(request)
-        self.fences = _make_fences(request) if request.response_format is not None else None
+        self.fences = JsonFenceStripper() if request.response_format is not None else None
         self.usage: Usage | None = None
         self.finish: Finished | None = None
         self._cut_short = False
@@ -93,15 +85,6 @@ def _make_limiter(request: CompletionRequest) -> OutputLimiter | None:
     if not request.stop and request.max_output_tokens is None:
         return None
     return OutputLimiter(request.stop, request.max_output_tokens)
-
-
-def _make_fences(request: CompletionRequest) -> _Fences | None:
-    try:
-        module = importlib.import_module("clawrap._json_fences")
-    except ImportError:
-        return None
-    fences: _Fences = module.JsonFenceStripper()
-    return fences
 
 
 __all__ = ["OutputPipeline"]

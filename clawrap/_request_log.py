@@ -2,16 +2,19 @@
 
 The router fills a :class:`RequestRecord` as the request goes (status from the
 response start, model and token counts from the exchange) and logs it once at
-the end, as text or as one JSON object per line (``settings.log_format``).
+the end. :func:`configure_logging` picks text lines or one JSON object per line
+(``settings.log_format``).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
 import secrets
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import trio
 
@@ -19,6 +22,8 @@ logger = logging.getLogger("clawrap.requests")
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._:\-]")
 MAX_REQUEST_ID = 128
+# The LogRecord attribute that carries a request's fields to JsonLogFormatter.
+FIELDS_ATTR = "clawrap_request"
 
 
 def request_id(sent: str | None) -> str:
@@ -69,19 +74,58 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
-def log_request(record: RequestRecord, log_format: str) -> None:
+def log_request(record: RequestRecord) -> None:
+    """Log ``record`` once: a text line, with the fields attached for :class:`JsonLogFormatter`."""
     data = record.fields()
     data["path"] = _printable(record.path)
-    if log_format == "json":
-        logger.info(json.dumps({"event": "request", **data}, ensure_ascii=False))
-        return
     head = f"{record.method} {data['path']} {record.status if record.status else '-'}"
     rest = " ".join(
         f"{k}={_printable(str(v))}"
         for k, v in data.items()
         if k not in ("method", "path", "status")
     )
-    logger.info("%s %s", head, rest)
+    logger.info("%s %s", head, rest, extra={FIELDS_ATTR: data})
 
 
-__all__ = ["RequestRecord", "log_request", "request_id"]
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: request records as their fields, other records as messages."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, FIELDS_ATTR, None)
+        if isinstance(fields, dict):
+            out["event"] = "request"
+            out.update(fields)
+        else:
+            out["message"] = record.getMessage()
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure_logging(log_format: str, level: str = "info") -> None:
+    """Send clawrap's logs to stderr as text lines or JSON objects (``log_format``)."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("clawrap")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+__all__ = [
+    "JsonLogFormatter",
+    "RequestRecord",
+    "configure_logging",
+    "log_request",
+    "request_id",
+]

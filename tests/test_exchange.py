@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from clawrap._config import Settings
 from clawrap._errors import ClawrapError
 from clawrap._events import Event, Finished, TextDelta, Usage
 from clawrap._exchange import HALT_GRACE, KEEPALIVE_INTERVAL, SHUTDOWN_GRACE, run_exchange
-from clawrap._request import CompletionRequest
+from clawrap._request import CompletionRequest, ResponseFormat
 from clawrap._request_log import RequestRecord
 from clawrap._scripted_backend import ScriptedBackend
 
@@ -408,3 +409,10 @@ async def test_a_normal_finish_does_not_halt_the_backend() -> None:
     backend = ScriptedBackend(HELLO)
     await exchange(backend, simple_request(stop=["never"]))
     assert (backend.halted, backend.completed) == (0, 1)
+
+
+async def test_json_mode_strips_a_markdown_fence_around_the_answer() -> None:
+    request = dataclasses.replace(simple_request(), response_format=ResponseFormat("json_object"))
+    script = [TextDelta('```json\n{"a"'), TextDelta(": 1}\n```"), Finished("end_turn")]
+    response = await exchange(ScriptedBackend(script), request)
+    assert response.json()["text"] == '{"a": 1}'

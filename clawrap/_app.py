@@ -1,0 +1,408 @@
+"""The ASGI app: a handwritten router in front of the exchange and the small routes.
+
+:func:`create_app` returns a plain ASGI callable handling ``http`` and
+``lifespan`` scopes. Routes are a dict keyed by (method, path); every path is
+also reachable without its ``/v1`` prefix, since some clients are configured
+with a base URL lacking it. Before routing, the Host and Origin checks run;
+after routing, the API key check (``GET /health`` stays open).
+
+Errors are rendered in the protocol of the route: Anthropic's shape under
+``/v1/messages`` (and for ``/v1/models`` asked by a client sending
+``anthropic-version``), OpenAI's shape elsewhere. Every response carries
+``x-request-id`` (the client's, sanitised, or a new one) and, for configured
+origins, CORS headers. One log line per request (:mod:`clawrap._request_log`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import trio
+
+from . import _security as security
+from ._backend import Backend
+from ._config import Settings
+from ._dialect import Dialect
+from ._errors import ClawrapError
+from ._exchange import internal_error, run_exchange
+from ._http import (
+    ClientDisconnected,
+    Message,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    header_pairs,
+    parse_json_object,
+    read_body,
+    retry_after_header,
+    send_bytes,
+    send_json,
+)
+from ._model_list import model_object, models_body
+from ._request_log import RequestRecord, log_request, request_id
+from ._version import __version__
+
+logger = logging.getLogger("clawrap.app")
+
+Shape = Literal["openai", "anthropic"]
+HTML_TYPE = b"text/html; charset=utf-8"
+_MODEL_PREFIX = "/v1/models/"
+
+
+@dataclass(slots=True)
+class Call:
+    """One HTTP request as the handlers see it."""
+
+    request: Request
+    receive: Receive
+    send: Send
+    record: RequestRecord
+    path: str  # the route's canonical path (with /v1)
+    shape: Shape
+    params: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Awaitable[None]]
+
+
+def canonical_path(path: str) -> str:
+    """``path`` with a trailing slash dropped and, for API routes, the ``/v1`` prefix added."""
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    if path.startswith("/v1/") or path in ("/", "/health", "/version", "/v1"):
+        return path
+    return "/v1" + path
+
+
+def error_shape(path: str, headers: Mapping[str, str]) -> Shape:
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
+    if (path == "/v1/models" or path.startswith(_MODEL_PREFIX)) and "anthropic-version" in headers:
+        return "anthropic"
+    return "openai"
+
+
+def render_error(shape: Shape, error: ClawrapError) -> dict[str, Any]:
+    """An HTTP error body in ``shape``, from the dialect modules (or a minimal fallback)."""
+    try:
+        if shape == "anthropic":
+            from ._anthropic_encode import error_body as anthropic_error_body
+
+            return anthropic_error_body(error)
+        from ._openai_encode import error_body as openai_error_body
+
+        return openai_error_body(error)
+    except ImportError:
+        if shape == "anthropic":
+            return {"type": "error", "error": {"type": error.kind, "message": error.message}}
+        return {
+            "error": {
+                "message": error.message,
+                "type": error.kind,
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+
+
+async def send_error(call: Call, error: ClawrapError) -> None:
+    call.record.error = error.kind
+    await send_json(
+        call.send,
+        error.status,
+        render_error(call.shape, error),
+        retry_after_header(error.retry_after),
+    )
+
+
+def _default_dialects() -> dict[str, Dialect]:
+    dialects: dict[str, Dialect] = {}
+    # Imported here so the router never fails to load because a dialect module does.
+    try:
+        from ._openai_dialect import OpenAIChatDialect
+
+        dialects["openai"] = OpenAIChatDialect()
+    except ImportError:
+        logger.exception("the OpenAI dialect could not be loaded")
+    try:
+        from ._anthropic_dialect import AnthropicMessagesDialect
+
+        dialects["anthropic"] = AnthropicMessagesDialect()
+    except ImportError:
+        logger.exception("the Anthropic dialect could not be loaded")
+    return dialects
+
+
+class App:
+    """The clawrap ASGI application. Create it with :func:`create_app`."""
+
+    def __init__(
+        self, settings: Settings, backend: Backend, dialects: Mapping[str, Dialect] | None
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.dialects = dict(dialects) if dialects is not None else _default_dialects()
+        self.limiter = trio.CapacityLimiter(settings.max_concurrency)
+        # Set when the server begins to shut down: running exchanges end after a grace.
+        self.shutdown = trio.Event()
+        self.started_at = int(time.time())
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/v1/models/{id}"): self._model,
+            ("GET", "/v1/pool"): self._pool,
+            ("GET", "/health"): self._health,
+            ("GET", "/version"): self._version,
+            ("GET", "/"): self._landing,
+        }
+        self.methods: dict[str, list[str]] = {}
+        for method, path in self.routes:
+            self.methods.setdefault(path, []).append(method)
+
+    def begin_shutdown(self) -> None:
+        self.shutdown.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message.get("type") == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message.get("type") == "lifespan.shutdown":
+                self.begin_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request.from_scope(scope)
+        record = RequestRecord(
+            request.method, request.path, request_id(request.headers.get("x-request-id"))
+        )
+        extra = header_pairs(
+            [
+                ("x-request-id", record.request_id),
+                ("x-content-type-options", "nosniff"),
+                *security.cors_headers(self.settings, request.headers),
+            ]
+        )
+
+        async def tracked_send(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                record.status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        path = canonical_path(request.path)
+        call = Call(
+            request, receive, tracked_send, record, path, error_shape(path, request.headers)
+        )
+        try:
+            await self._dispatch(call)
+        except ClientDisconnected:
+            record.disconnected = True
+        except Exception:
+            logger.exception("request failed (request id %s)", record.request_id)
+            if record.status is None:
+                await send_error(call, internal_error(record.request_id))
+        finally:
+            log_request(record)
+
+    async def _dispatch(self, call: Call) -> None:
+        headers = call.request.headers
+        method = call.request.method
+        refusal = security.check_host(self.settings, headers) or security.check_origin(
+            self.settings, headers
+        )
+        if refusal is not None:
+            await send_error(call, refusal)
+            return
+        route = call.path
+        if call.path.startswith(_MODEL_PREFIX) and len(call.path) > len(_MODEL_PREFIX):
+            route = "/v1/models/{id}"
+            call.params["id"] = call.path[len(_MODEL_PREFIX) :]
+        allowed = self.methods.get(route)
+        if allowed is None:
+            await send_error(call, _unknown_url(method, call.request.path))
+            return
+        if method == "OPTIONS":
+            await self._options(call, allowed)
+            return
+        handler = self.routes.get((method, route))
+        if handler is None:
+            error = ClawrapError(
+                "method_not_allowed",
+                f"{method} is not allowed on {route}; use {', '.join(allowed)}.",
+                code="method_not_allowed",
+            )
+            call.record.error = error.kind
+            await send_json(
+                call.send,
+                405,
+                render_error(call.shape, error),
+                [("allow", ", ".join([*allowed, "OPTIONS"]))],
+            )
+            return
+        denied = security.check_api_key(self.settings, method, route, headers)
+        if denied is not None:
+            if route == "/":
+                await self._locked_landing(call)
+            else:
+                await send_error(call, denied)
+            return
+        await handler(call)
+
+    async def _options(self, call: Call, allowed: list[str]) -> None:
+        headers = [("allow", ", ".join([*allowed, "OPTIONS"]))]
+        if security.is_preflight("OPTIONS", call.request.headers):
+            headers += security.preflight_headers(self.settings, call.request.headers)
+        await send_bytes(call.send, 204, b"", b"text/plain", headers)
+
+    # -- completions -----------------------------------------------------------------------------
+
+    async def _chat_completions(self, call: Call) -> None:
+        await self._complete(call, "openai")
+
+    async def _messages(self, call: Call) -> None:
+        await self._complete(call, "anthropic")
+
+    async def _complete(self, call: Call, dialect_name: str) -> None:
+        dialect = self.dialects.get(dialect_name)
+        if dialect is None:
+            await send_error(call, _unavailable(call.path))
+            return
+        try:
+            body = parse_json_object(await self._read(call))
+            request, options = dialect.decode(body, call.request.headers, self.settings)
+        except ClawrapError as error:
+            await send_json(
+                call.send,
+                error.status,
+                dialect.error_body(error),
+                retry_after_header(error.retry_after),
+            )
+            call.record.error = error.kind
+            return
+        await run_exchange(
+            call.receive,
+            call.send,
+            dialect=dialect,
+            request=request,
+            options=options,
+            backend=self.backend,
+            settings=self.settings,
+            limiter=self.limiter,
+            record=call.record,
+            shutdown=self.shutdown,
+        )
+
+    async def _read(self, call: Call) -> bytes:
+        return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
+
+    async def _count_tokens(self, call: Call) -> None:
+        try:
+            from ._anthropic_dialect import count_tokens_body
+        except ImportError:
+            await send_error(call, _unavailable(call.path))
+            return
+        try:
+            body = parse_json_object(await self._read(call))
+            result = count_tokens_body(body, self.settings)
+        except ClawrapError as error:
+            await send_error(call, error)
+            return
+        await send_json(call.send, 200, result)
+
+    # -- the small routes --------------------------------------------------------------------------
+
+    async def _models(self, call: Call) -> None:
+        await send_json(call.send, 200, models_body(self.settings, call.shape, self.started_at))
+
+    async def _model(self, call: Call) -> None:
+        try:
+            body = model_object(self.settings, call.params["id"], call.shape, self.started_at)
+        except ClawrapError as error:
+            await send_error(call, error)
+            return
+        await send_json(call.send, 200, body)
+
+    async def _pool(self, call: Call) -> None:
+        await send_json(call.send, 200, self.backend.status())
+
+    async def _health(self, call: Call) -> None:
+        await send_json(call.send, 200, {"status": "ok"})
+
+    async def _version(self, call: Call) -> None:
+        await send_json(call.send, 200, {"name": "clawrap", "version": __version__})
+
+    async def _landing(self, call: Call) -> None:
+        host = call.request.headers.get("host", f"{self.settings.host}:{self.settings.port}")
+        try:
+            from ._auth import detect_auth
+            from ._landing import render_landing
+            from ._model_list import advertised
+        except ImportError:
+            page = f"<!doctype html><title>clawrap</title><h1>clawrap {__version__}</h1>"
+        else:
+            # detect_auth may ask the OS keychain: keep it off the event loop.
+            auth = await trio.to_thread.run_sync(detect_auth, self.settings)
+            page = render_landing(
+                self.settings,
+                auth,
+                base_url=f"http://{host}/v1",
+                models=advertised(self.settings),
+                version=__version__,
+            )
+        await send_bytes(call.send, 200, page.encode(), HTML_TYPE)
+
+    async def _locked_landing(self, call: Call) -> None:
+        call.record.error = "authentication"
+        try:
+            from ._landing import render_locked
+        except ImportError:
+            page = "<!doctype html><title>clawrap</title><h1>API key required</h1>"
+        else:
+            page = render_locked()
+        await send_bytes(call.send, 401, page.encode(), HTML_TYPE)
+
+
+def _unknown_url(method: str, path: str) -> ClawrapError:
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    return ClawrapError(
+        "not_found",
+        f"Unknown request URL: {method} {shown}. Endpoints are under /v1 "
+        "(e.g. POST /v1/chat/completions, POST /v1/messages, GET /v1/models).",
+        code="unknown_url",
+    )
+
+
+def _unavailable(path: str) -> ClawrapError:
+    return ClawrapError(
+        "api_error", f"{path} is not available in this build.", status=501, code="not_available"
+    )
+
+
+def create_app(
+    settings: Settings, backend: Backend, *, dialects: Mapping[str, Dialect] | None = None
+) -> App:
+    """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests."""
+    return App(settings, backend, dialects)
+
+
+__all__ = ["App", "Call", "canonical_path", "create_app", "error_shape", "render_error"]
