@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anthropic
@@ -11,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from clawrap import _mock_upstream
 from clawrap._mock_upstream import serve_mock_upstream
 from clawrap._scripted_model import Reply, ScriptedModel, ToolUse
 from tests.procs import claude_children
@@ -111,6 +118,7 @@ async def test_an_inline_directive_scripts_the_reply_through_any_client(
 async def test_every_request_is_recorded_with_its_body_and_headers(
     scripted_model: RunningScriptedModel,
 ) -> None:
+    scripted_model.model.when("hello", Reply(text="ok"))
     await in_thread(lambda: stream_final(scripted_model, system="SYSTEM-MARKER"))
     with trio.fail_after(5):
         (request,) = await scripted_model.model.wait_for_requests(1)
@@ -180,6 +188,162 @@ async def test_a_stalled_stream_does_not_block_shutdown() -> None:
             await got_two.wait()
             nursery.cancel_scope.cancel()
     assert got_two.is_set()
+
+
+async def test_a_dropped_stream_cuts_the_connection_mid_body(
+    scripted_model: RunningScriptedModel,
+) -> None:
+    scripted_model.model.when("hello", Reply(tokens=5, drop_after=2))
+    body = {"model": "m", "max_tokens": 5, "stream": True, "messages": USER}
+    seen = ""
+    with trio.fail_after(10), pytest.raises(httpx.RemoteProtocolError):
+        async with (
+            httpx.AsyncClient() as http,
+            http.stream("POST", f"{scripted_model.url}/v1/messages", json=body) as response,
+        ):
+            async for chunk in response.aiter_text():
+                seen += chunk
+    assert seen.count("text_delta") == 2
+    assert "message_stop" not in seen
+
+
+async def test_an_error_mid_stream_arrives_as_an_sse_error_event(
+    scripted_model: RunningScriptedModel,
+) -> None:
+    scripted_model.model.when("hello", Reply(tokens=5, error_after=2, message="busy"))
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await in_thread(lambda: stream_final(scripted_model))
+    assert "overloaded_error" in str(caught.value)
+
+
+async def post(server: RunningScriptedModel, path: str, content: bytes) -> httpx.Response:
+    with trio.fail_after(10):
+        async with httpx.AsyncClient() as http:
+            return await http.post(f"{server.url}{path}", content=content)
+
+
+async def test_an_unknown_route_is_a_404_in_anthropics_shape(
+    scripted_model: RunningScriptedModel,
+) -> None:
+    response = await post(scripted_model, "/v1/nothing", b"{}")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b'"a string"', b'{"messages": 3}', b"[1, 2]", b"[" * 100_000]
+)
+async def test_a_malformed_body_is_a_400_in_anthropics_shape(
+    scripted_model: RunningScriptedModel, content: bytes
+) -> None:
+    response = await post(scripted_model, "/v1/messages", content)
+    assert response.status_code == 400
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_malformed_directive_is_a_400_naming_it(
+    scripted_model: RunningScriptedModel,
+) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "[[mock:{oops}]]"}]}
+    response = await post(scripted_model, "/v1/messages", json.dumps(body).encode())
+    assert response.status_code == 400
+    assert "[[mock:" in response.json()["error"]["message"]
+
+
+async def test_a_huge_body_is_a_413(
+    scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_mock_upstream, "MAX_BODY", 1000)
+    response = await post(scripted_model, "/v1/messages", b" " * 5000)
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "request_too_large"
+
+
+async def test_count_tokens_answers_a_rough_count(scripted_model: RunningScriptedModel) -> None:
+    def run() -> int:
+        with client(scripted_model) as api:
+            return api.messages.count_tokens(model="m", messages=USER).input_tokens
+
+    assert await in_thread(run) > 0
+
+
+async def test_rules_posted_over_http_script_later_replies(
+    scripted_model: RunningScriptedModel,
+) -> None:
+    rule = {"marker": "hello", "replies": [{"text": "over the wire"}]}
+    response = await post(scripted_model, "/_mock/rules", json.dumps(rule).encode())
+    assert response.status_code == 200
+    message = await in_thread(lambda: stream_final(scripted_model))
+    assert message.content[0].text == "over the wire"  # type: ignore[union-attr]
+
+
+async def test_a_malformed_posted_rule_is_a_400(scripted_model: RunningScriptedModel) -> None:
+    rule = {"marker": "hello", "replies": [{"tokens": "many"}]}
+    response = await post(scripted_model, "/_mock/rules", json.dumps(rule).encode())
+    assert response.status_code == 400
+    assert scripted_model.model.pick({"messages": USER}).text != "many"
+
+
+async def test_recorded_requests_are_listed_and_cleared_over_http(
+    scripted_model: RunningScriptedModel,
+) -> None:
+    scripted_model.model.when("hello", Reply(text="ok"))
+    await in_thread(lambda: stream_final(scripted_model))
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=scripted_model.url) as http:
+            listed = (await http.get("/_mock/requests")).json()
+            cleared = (await http.delete("/_mock/requests")).json()
+            after = (await http.get("/_mock/requests")).json()
+    assert [r["body"]["messages"] for r in listed] == [USER]
+    assert listed[0]["path"] == "/v1/messages"
+    assert cleared == {"cleared": 1}
+    assert after == []
+    assert scripted_model.model.requests == []
+
+
+async def test_a_stalled_json_reply_does_not_block_shutdown() -> None:
+    model = ScriptedModel()
+    model.when("hello", Reply(text="never", stall_after=0))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_mock_upstream, model)
+
+            async def ask() -> None:
+                async with httpx.AsyncClient() as http:
+                    body = {"model": "m", "max_tokens": 5, "messages": USER}
+                    await http.post(f"http://127.0.0.1:{port}/v1/messages", json=body)
+
+            nursery.start_soon(ask)
+            await model.wait_for_requests(1)
+            nursery.cancel_scope.cancel()
+
+
+STANDALONE = (
+    "import sys; from clawrap._mock_upstream import mock_upstream_main as main; "
+    "sys.exit(main(sys.argv[1:]))"
+)
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def test_the_standalone_server_answers_and_stops_on_sigterm() -> None:
+    command = [sys.executable, "-c", STANDALONE, "--port", "0"]
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(trio.run_process, command, stdout=subprocess.PIPE, check=False, cwd=REPO)
+            )
+            assert process.stdout is not None
+            line = b""
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(1)
+            url = line.decode().split()[-1]
+            async with httpx.AsyncClient() as http:
+                body = {"model": "m", "messages": USER}
+                reply = (await http.post(f"{url}/v1/messages", json=body)).json()
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    assert "not Claude" in reply["content"][0]["text"]
 
 
 @pytest.mark.e2e
