@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -278,16 +279,28 @@ async def serve_mock_upstream(
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
+    # Bind here rather than through config.bind: hypercorn leaks its socket when bind fails,
+    # and binding first gives the caller a plain OSError (e.g. "Address already in use").
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    bound_port: int = sock.getsockname()[1]
     config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns the socket from here on
     config.accesslog = None
     if not log:
         config.errorlog = None
     config.graceful_timeout = 0.5
     app: Any = MockUpstreamApp(model)  # hypercorn's typing wants its TypedDict scopes
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(partial(serve, app, config, mode="asgi"))
-        task_status.started(int(binds[0].rsplit(":", 1)[1]))
+        await nursery.start(partial(serve, app, config, mode="asgi"))
+        task_status.started(bound_port)
 
 
 def mock_upstream_main(argv: list[str]) -> int:
@@ -298,7 +311,10 @@ def mock_upstream_main(argv: list[str]) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error: argparse has already said why
+        return exc.code if isinstance(exc.code, int) else 2
 
     async def main() -> None:
         model = ScriptedModel()
@@ -312,12 +328,23 @@ def mock_upstream_main(argv: list[str]) -> int:
                     nursery.cancel_scope.cancel()
                     break
 
+    failures: list[OSError] = []
     try:
         trio.run(main)
-    except OSError as exc:
-        print(f"clawrap mock-upstream: {exc.strerror or exc}", file=sys.stderr)
+    except* OSError as group:  # e.g. the port is taken: say so, without a traceback
+        failures.extend(_leaves(group))
+    if failures:
+        first = failures[0]
+        print(f"clawrap mock-upstream: {first.strerror or first}", file=sys.stderr)
         return 1
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:
+    out: list[OSError] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 __all__ = ["MockUpstreamApp", "mock_upstream_main", "serve_mock_upstream"]

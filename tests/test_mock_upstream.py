@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pytest
 import trio
 
 from clawrap import _mock_upstream
-from clawrap._mock_upstream import serve_mock_upstream
+from clawrap._mock_upstream import mock_upstream_main, serve_mock_upstream
 from clawrap._scripted_model import Reply, ScriptedModel, ToolUse
 from tests.procs import claude_children
 
@@ -344,6 +345,17 @@ async def test_the_standalone_server_answers_and_stops_on_sigterm() -> None:
             process.send_signal(signal.SIGTERM)
             assert await process.wait() == 0
     assert "not Claude" in reply["content"][0]["text"]
+
+
+def test_the_standalone_server_says_plainly_when_its_port_is_taken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert mock_upstream_main(["--port", str(port)]) == 1
+    assert "clawrap mock-upstream: Address already in use" in capsys.readouterr().err
 
 
 @pytest.mark.e2e
