@@ -286,6 +286,35 @@ def test_a_directive_in_assistant_text_is_ignored() -> None:
     assert find_directive(request) is None
 
 
+def tool_result(text: str) -> dict[str, Any]:
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": text}
+    return {"role": "user", "content": [result]}
+
+
+def assistant(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+SCRIPT = '[[mock:{"tool_uses": [{"name": "f"}], "then": [{"text": "done"}]}]]'
+
+
+def test_a_directives_then_replies_answer_the_turns_after_tool_results() -> None:
+    first = body(user(SCRIPT))
+    second = body(user(SCRIPT), assistant("calling"), tool_result("42"))
+    assert find_directive(first) == Reply(tool_uses=[ToolUse("f")], then=[Reply(text="done")])
+    assert find_directive(second) == Reply(text="done")
+
+
+def test_a_directive_runs_out_after_its_then_replies() -> None:
+    third = body(user(SCRIPT), assistant("a"), tool_result("1"), assistant("b"), tool_result("2"))
+    assert find_directive(third) is None
+
+
+def test_a_newer_typed_message_ends_an_older_directive() -> None:
+    request = body(user('[[mock:{"status": 529}]]'), assistant("error"), user("try again"))
+    assert find_directive(request) is None
+
+
 @pytest.mark.parametrize(
     "text", ["[[mock:{not json}]]", '[[mock:{"text": "a"}', '[[mock:{"bad": 1}]]']
 )
