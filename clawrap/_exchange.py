@@ -110,6 +110,7 @@ class Exchange:
         self.encoder: StreamEncoder | None = None
         self.collector: Collector | None = None
         self.headers_sent = False
+        self.responded = False  # the last part of the response is being sent
         self.running = False  # a run slot is held and the backend started
         self.backend_error: ClawrapError | None = None
         self.shut_down = False
@@ -135,7 +136,8 @@ class Exchange:
         while True:
             message = await self.receive()
             if message.get("type") == "http.disconnect":
-                if self.record is not None:
+                # hypercorn also reports the end of every finished response this way.
+                if self.record is not None and not self.responded:
                     self.record.disconnected = True
                 scope.cancel()
                 return
@@ -324,11 +326,13 @@ class Exchange:
     async def _complete(self) -> None:
         if self.encoder is not None:
             await self._write(b"")
-            await send_chunk(self.send, self.encoder.finish(), more=False)
+            tail = self.encoder.finish()
+            self.responded = True
+            await send_chunk(self.send, tail, more=False)
         else:
             assert self.collector is not None
             body = self.collector.body()
-            self.headers_sent = True
+            self.headers_sent = self.responded = True
             await send_json(self.send, 200, body)
 
     async def _fail(self, error: ClawrapError) -> None:
@@ -336,9 +340,11 @@ class Exchange:
             self.record.error = error.kind
         if self.headers_sent:
             if self.encoder is not None:
-                await send_chunk(self.send, self.encoder.error(error), more=False)
+                tail = self.encoder.error(error)
+                self.responded = True
+                await send_chunk(self.send, tail, more=False)
             return
-        self.headers_sent = True
+        self.headers_sent = self.responded = True
         await send_json(
             self.send,
             error.status,

@@ -416,3 +416,27 @@ async def test_json_mode_strips_a_markdown_fence_around_the_answer() -> None:
     script = [TextDelta('```json\n{"a"'), TextDelta(": 1}\n```"), Finished("end_turn")]
     response = await exchange(ScriptedBackend(script), request)
     assert response.json()["text"] == '{"a": 1}'
+
+
+async def test_the_disconnect_that_follows_a_complete_response_is_not_a_client_leaving() -> None:
+    asgi = AsgiCall([])
+    record = RequestRecord("POST", "/fake", "req_test")
+
+    async def send(message: dict[str, Any]) -> None:
+        await asgi.send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            asgi.disconnect()  # what hypercorn does once the response is complete
+            await trio.testing.wait_all_tasks_blocked()
+
+    await run_exchange(
+        asgi.receive,
+        send,
+        dialect=FakeDialect(),
+        request=simple_request(),
+        options=None,
+        backend=ScriptedBackend(HELLO),
+        settings=settings(),
+        limiter=trio.CapacityLimiter(1),
+        record=record,
+    )
+    assert not record.disconnected

@@ -1,0 +1,248 @@
+"""Start and stop the server: hypercorn on trio, the backend, the offline model, the banner.
+
+:func:`serve` runs until SIGINT/SIGTERM (or a given ``shutdown_trigger``).
+Shutting down: hypercorn stops accepting connections, running requests get a
+short grace and then end with an error event and their terminator (see
+:data:`clawrap._exchange.SHUTDOWN_GRACE`), and finally the backend is closed
+under a shield, so no CLI process outlives the server. A second signal skips
+the grace.
+
+With ``settings.offline`` the scripted model is served on a free loopback port
+in the same nursery and the CLI is pointed at it, with a throwaway config dir
+and a placeholder key: nothing reaches Anthropic, no Claude account is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from functools import partial
+from typing import Any, TextIO
+
+import trio
+
+from ._app import App, create_app
+from ._backend import Backend
+from ._config import Settings
+from ._exchange import FINAL_WRITE_LIMIT, SHUTDOWN_GRACE
+from ._security import host_name, unsafe_settings_warnings
+from ._version import __version__
+
+logger = logging.getLogger("clawrap.server")
+
+ShutdownTrigger = Callable[[], Awaitable[None]]
+
+# Idle keep-alive connections are closed by the server after this long. Longer than the
+# 5 s of common HTTP client pools, so a client never reuses a connection we are closing.
+KEEP_ALIVE_TIMEOUT = 75.0
+MAX_HEADER_BYTES = 64 * 1024
+OFFLINE_API_KEY = "clawrap-offline-placeholder-key"
+
+
+def hypercorn_config(settings: Settings) -> Any:
+    from hypercorn.config import Config
+
+    config = Config()
+    host = settings.host
+    config.bind = [f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"]
+    # Our own line per request replaces hypercorn's access log; its error log keeps warnings.
+    config.accesslog = None
+    hypercorn_log = logging.getLogger("clawrap.hypercorn")
+    hypercorn_log.setLevel(logging.WARNING)
+    config.errorlog = hypercorn_log
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    config.h11_max_incomplete_size = MAX_HEADER_BYTES
+    # Running requests get SHUTDOWN_GRACE, then FINAL_WRITE_LIMIT to write their error event.
+    config.graceful_timeout = SHUTDOWN_GRACE + FINAL_WRITE_LIMIT + 1.0
+    # No read timeout: a client streaming a long reply sends nothing for minutes, legitimately.
+    config.read_timeout = None
+    config.include_server_header = False
+    return config
+
+
+def offline_cli_env(upstream_port: int, config_dir: str) -> dict[str, str]:
+    """The CLI's environment for offline mode: the scripted model, no real credentials."""
+    return {
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{upstream_port}",
+        "ANTHROPIC_API_KEY": OFFLINE_API_KEY,
+        "CLAUDE_CONFIG_DIR": config_dir,
+        # Credentials in the user's environment must not route the CLI anywhere else.
+        "ANTHROPIC_AUTH_TOKEN": "",
+        "CLAUDE_CODE_OAUTH_TOKEN": "",
+        "CLAUDE_CODE_USE_BEDROCK": "0",
+        "CLAUDE_CODE_USE_VERTEX": "0",
+    }
+
+
+def banner(
+    settings: Settings,
+    url: str,
+    auth_summary: str,
+    auth_hint: str,
+    *,
+    offline_port: int | None = None,
+) -> str:
+    """The start-up text: where to connect, how Claude is reached, what to watch out for."""
+    lines = [
+        f"clawrap {__version__} listening on {url}/v1",
+        f"  OpenAI base URL     {url}/v1",
+        f"  Anthropic base URL  {url}",
+        f"  Claude              {auth_summary}",
+    ]
+    if auth_hint:
+        lines.append(f"                      {auth_hint}")
+    if settings.api_key:
+        lines.append("  API key             required (Authorization: Bearer <key> or x-api-key)")
+    else:
+        lines.append("  API key             not required")
+    if offline_port is not None:
+        lines.append(
+            f"  Offline mode        replies come from a scripted model on 127.0.0.1:{offline_port};"
+            " nothing is sent to Anthropic"
+        )
+    lines.extend(f"  WARNING: {w}" for w in unsafe_settings_warnings(settings))
+    lines.append("  Press Ctrl+C to stop.")
+    return "\n".join(lines)
+
+
+def _display_url(settings: Settings, bound: list[str]) -> str:
+    url = bound[0] if bound else f"http://{settings.host}:{settings.port}"
+    name = host_name(settings.host)
+    if name in ("0.0.0.0", "::"):
+        # A wildcard bind is reached through a real name; show the loopback one.
+        port = url.rsplit(":", 1)[-1]
+        return f"http://127.0.0.1:{port}"
+    return url
+
+
+async def _first_signal(signals: Any) -> None:
+    async for signum in signals:
+        logger.info("%s received: shutting down", signal.Signals(signum).name)
+        return
+
+
+async def _second_signal(signals: Any, shutdown: trio.Event, fast: trio.CancelScope) -> None:
+    """A second SIGINT/SIGTERM during shutdown skips the grace of running requests."""
+    await shutdown.wait()
+    async for signum in signals:
+        logger.info("%s received again: stopping now", signal.Signals(signum).name)
+        fast.cancel()
+        return
+
+
+async def serve(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    shutdown_trigger: ShutdownTrigger | None = None,
+    out: TextIO | None = sys.stderr,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until a signal (or ``shutdown_trigger`` returns), then stop everything.
+
+    ``backend`` defaults to the Claude backend (built here and closed here; a
+    given backend is closed too). ``task_status.started`` receives the bound
+    URLs, e.g. ``["http://127.0.0.1:8000"]``. ``out`` receives the banner.
+    """
+    from hypercorn.trio import serve as hypercorn_serve
+
+    with ExitStack() as stack:
+        signals = None
+        if shutdown_trigger is None:
+            # Installed before anything starts, so an early Ctrl+C still shuts down cleanly.
+            signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        async with trio.open_nursery() as background:
+            offline_port: int | None = None
+            if backend is None:
+                cli_env: dict[str, str] | None = None
+                if settings.offline:
+                    offline_port, cli_env = await _start_offline(settings, background, stack)
+                backend = await _claude_backend(settings, cli_env, background)
+            try:
+                app = create_app(settings, backend)
+                # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.
+                asgi_app: Any = app
+                fast = trio.CancelScope()
+                with fast:
+
+                    async def trigger() -> None:
+                        if shutdown_trigger is not None:
+                            await shutdown_trigger()
+                        else:
+                            await _first_signal(signals)
+                        app.begin_shutdown()
+
+                    if signals is not None:
+                        background.start_soon(_second_signal, signals, app.shutdown, fast)
+
+                    async with trio.open_nursery() as web:
+                        bound: list[str] = await web.start(
+                            partial(
+                                hypercorn_serve,
+                                asgi_app,
+                                hypercorn_config(settings),
+                                shutdown_trigger=trigger,
+                            )
+                        )
+                        await _print_banner(settings, bound, offline_port, out)
+                        task_status.started(bound)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await backend.aclose()
+                background.cancel_scope.cancel()
+    logger.info("stopped")
+
+
+async def _start_offline(
+    settings: Settings, nursery: trio.Nursery, stack: ExitStack
+) -> tuple[int, dict[str, str]]:
+    from ._mock_upstream import serve_mock_upstream
+    from ._scripted_model import ScriptedModel
+
+    port: int = await nursery.start(serve_mock_upstream, ScriptedModel())
+    config_dir = settings.config_dir
+    if not config_dir:
+        config_dir = tempfile.mkdtemp(prefix="clawrap-offline-")
+        stack.callback(shutil.rmtree, config_dir, ignore_errors=True)
+    return port, offline_cli_env(port, config_dir)
+
+
+async def _claude_backend(
+    settings: Settings, cli_env: dict[str, str] | None, nursery: trio.Nursery
+) -> Backend:
+    from ._claude_backend import ClaudeBackend
+
+    backend = ClaudeBackend(settings, cli_env=cli_env)
+    await backend.start(nursery)
+    return backend
+
+
+async def _print_banner(
+    settings: Settings, bound: list[str], offline_port: int | None, out: TextIO | None
+) -> None:
+    if out is None:
+        return
+    try:
+        from ._auth import detect_auth
+
+        # detect_auth may ask the OS keychain: keep it off the event loop.
+        auth = await trio.to_thread.run_sync(detect_auth, settings)
+        summary, hint = auth.summary, ("" if auth.ok else auth.hint)
+    except ImportError:
+        summary, hint = "(credential check unavailable)", ""
+    text = banner(settings, _display_url(settings, bound), summary, hint, offline_port=offline_port)
+    print(text, file=out, flush=True)
+
+
+def run(settings: Settings) -> int:
+    """Blocking entry point for the command line."""
+    trio.run(partial(serve, settings))
+    return 0
+
+
+__all__ = ["App", "banner", "hypercorn_config", "offline_cli_env", "run", "serve"]
