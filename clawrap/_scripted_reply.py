@@ -94,8 +94,17 @@ def split_words(text: str) -> list[str]:
     return re.findall(r"\s*\S+|\s+$", text)
 
 
-def reply_from_json(obj: Any) -> Reply:
+# Directives come from whoever can reach the server (e.g. the offline demo): keep what one
+# request can ask for within what a small machine can render and wait out.
+MAX_TOKENS = 100_000
+MAX_DELAY = 600.0
+MAX_THEN_DEPTH = 8
+
+
+def reply_from_json(obj: Any, *, _depth: int = 0) -> Reply:
     """A :class:`Reply` from JSON (a directive or ``POST /_mock/rules``); ValueError if invalid."""
+    if _depth > MAX_THEN_DEPTH:
+        raise ValueError("replies nest too deeply")
     if not isinstance(obj, dict):
         raise ValueError("a reply must be a JSON object")
     known = {f.name for f in fields(Reply)}
@@ -118,8 +127,14 @@ def reply_from_json(obj: Any) -> Reply:
             raise ValueError("each tool use must be {name: str, input: object, id?: str}")
         tools.append(ToolUse(item["name"], item.get("input", {}), item.get("id")))
     raw_then = kwargs.pop("then", [])
-    then = [reply_from_json(r) for r in (raw_then if isinstance(raw_then, list) else [raw_then])]
+    raw_then = raw_then if isinstance(raw_then, list) else [raw_then]
+    then = [reply_from_json(r, _depth=_depth + 1) for r in raw_then]
     _check_types(kwargs)
+    if (kwargs.get("tokens") or 0) > MAX_TOKENS:
+        raise ValueError(f"tokens: at most {MAX_TOKENS}")
+    for key in ("delay", "first_delay", "retry_after"):
+        if (kwargs.get(key) or 0) > MAX_DELAY:
+            raise ValueError(f"{key}: at most {MAX_DELAY:g} seconds")
     try:
         return Reply(**kwargs, tool_uses=tuple(tools), then=tuple(then))
     except TypeError as exc:  # pragma: no cover - _check_types covers the known shapes

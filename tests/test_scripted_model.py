@@ -221,6 +221,13 @@ def test_a_reply_reads_from_json_with_tool_uses_as_objects() -> None:
         {"tool_uses": [{"name": "f", "input": []}]},
         {"status": 302},
         {"stall_after": -1},
+        {"tokens": 10**9},
+        {"delay": 1e9},
+        {
+            "then": {
+                "then": {"then": {"then": {"then": {"then": {"then": {"then": {"then": {}}}}}}}}
+            }
+        },
     ],
 )
 def test_a_malformed_json_reply_is_refused(raw: Any) -> None:
