@@ -76,6 +76,10 @@ def offline_cli_env(upstream_port: int, config_dir: str) -> dict[str, str]:
         "CLAUDE_CODE_OAUTH_TOKEN": "",
         "CLAUDE_CODE_USE_BEDROCK": "0",
         "CLAUDE_CODE_USE_VERTEX": "0",
+        # Nothing but the scripted model may be contacted.
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
     }
 
 

@@ -6,11 +6,15 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
 import trio
+from procs import claude_children
 
 import clawrap._exchange as exchange
 from clawrap._config import Settings
@@ -143,3 +147,64 @@ def test_the_banner_warns_about_listening_beyond_loopback_without_a_key() -> Non
     assert "WARNING" in text and "no API key" in text
     offline = banner(Settings(offline=True), "http://x:1", "offline", "", offline_port=5)
     assert "Offline mode" in offline
+
+
+@pytest.mark.e2e
+async def test_offline_mode_answers_through_the_real_cli_and_leaves_no_process(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stop, stopped = trio.Event(), trio.Event()
+    settings = Settings(port=0, offline=True, pool_size=1, data_dir=tmp_path)
+
+    async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(settings, shutdown_trigger=stop.wait, out=None, task_status=task_status)
+        stopped.set()
+
+    with trio.fail_after(120):
+        [url] = await nursery.start(run)
+
+        def chat() -> str:
+            with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+                reply = client.chat.completions.create(
+                    model="sonnet", messages=[{"role": "user", "content": "hello"}]
+                )
+            return reply.choices[0].message.content or ""
+
+        def message_stream() -> str:
+            with (
+                anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0) as client,
+                client.messages.stream(
+                    model="sonnet", max_tokens=200, messages=[{"role": "user", "content": "hello"}]
+                ) as stream,
+            ):
+                return stream.get_final_text()
+
+        assert "scripted" in await trio.to_thread.run_sync(chat)
+        assert "scripted" in await trio.to_thread.run_sync(message_stream)
+        stop.set()
+        await stopped.wait()
+    assert claude_children() == []
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_on_the_socket(
+    nursery: trio.Nursery,
+) -> None:
+    stop = trio.Event()
+    backend = ScriptedBackend(HELLO)
+    settings = Settings(port=0, max_body_bytes=100)
+    run = partial(serve, settings, backend=backend, shutdown_trigger=stop.wait, out=None)
+    [url] = await nursery.start(run)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "sonnet", "messages": [{"role": "user", "content": "'
+        for _ in range(4):
+            yield b"x" * 50
+        yield b'"}]}'
+
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.post("/v1/chat/completions", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert backend.runs == 0
+    stop.set()
