@@ -208,3 +208,31 @@ async def test_a_chunked_body_over_the_limit_is_refused_on_the_socket(
     assert response.json()["error"]["code"] == "request_too_large"
     assert backend.runs == 0
     stop.set()
+
+
+async def test_a_client_leaving_mid_stream_cancels_the_backend_on_the_socket(
+    nursery: trio.Nursery,
+) -> None:
+    stop = trio.Event()
+    backend = ScriptedBackend([TextDelta("first")], hang=True, ignore_halt=True)
+    run = partial(serve, Settings(port=0), backend=backend, shutdown_trigger=stop.wait, out=None)
+    [url] = await nursery.start(run)
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps(
+        {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(head + body)
+            received = b""
+            while b"first" not in received:
+                received += await stream.receive_some()
+        # The connection is closed: hypercorn reports it, and the run is cancelled.
+        await backend.wait_until(lambda b: b.cancelled == 1)
+    assert backend.active == 0
+    stop.set()
