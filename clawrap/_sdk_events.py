@@ -94,6 +94,7 @@ class TurnTranslator:
 
     def __init__(self, tools: ClientTools | None = None) -> None:
         self._tools = tools
+        self._single_call = bool(getattr(tools, "single_call", False))
         self._tool_index: dict[int, int] = {}  # upstream block index -> our tool call index
         self._tool_calls = 0
         self._streamed_ids: set[str] = set()
@@ -101,6 +102,7 @@ class TurnTranslator:
         self._stop_sequence: str | None = None
         self._error: ClawrapError | None = None
         self.content_sent = False
+        self.message_stopped = False  # the model's message ended (the turn may go on)
         self.result: ResultMessage | None = None
 
     @property
@@ -114,17 +116,32 @@ class TurnTranslator:
         return self._stop_reason
 
     @property
+    def _no_more_calls(self) -> bool:
+        # parallel_tool_calls false: the client gets the first call of a turn only.
+        return self._single_call and self._tool_calls >= 1
+
+    @property
+    def needs_interrupt(self) -> bool:
+        """True when the model's message is over but the CLI would carry on
+        (it follows a max_tokens stop with a continuation request of its own)."""
+        return self.message_stopped and not self.done and self._stop_reason == "max_tokens"
+
+    @property
     def tool_calls(self) -> int:
         return self._tool_calls
 
     def feed(self, message: Message) -> list[Event]:
         """The events ``message`` produces. Raises ClawrapError when the turn failed."""
+        if isinstance(message, ResultMessage):
+            return self._result(message)
+        if self.message_stopped:
+            # One model message per completion. Whatever the CLI does after it (it
+            # answers max_tokens with a continuation request) is not the client's.
+            return []
         if isinstance(message, StreamEvent):
             events = self._stream_event(message) if message.parent_tool_use_id is None else []
         elif isinstance(message, AssistantMessage):
             events = self._assistant(message)
-        elif isinstance(message, ResultMessage):
-            return self._result(message)
         else:
             return []
         if events:
@@ -140,7 +157,9 @@ class TurnTranslator:
             return self._delta(ev)
         if kind == "content_block_start":
             return self._block_start(ev)
-        if kind == "message_start":
+        if kind == "message_stop":
+            self.message_stopped = True
+        elif kind == "message_start":
             msg = ev.get("message")
             if isinstance(msg, dict) and isinstance(msg.get("id"), str):
                 self._streamed_ids.add(msg["id"])
@@ -183,7 +202,7 @@ class TurnTranslator:
             return [TextDelta(block["text"])]
         if kind == "tool_use":
             name = self._client_name(block.get("name"))
-            if name is None or not isinstance(block.get("id"), str):
+            if name is None or not isinstance(block.get("id"), str) or self._no_more_calls:
                 return []
             index = self._tool_calls
             self._tool_calls += 1
@@ -222,7 +241,7 @@ class TurnTranslator:
                     events.append(ReasoningSignature(block.signature))
             elif isinstance(block, ToolUseBlock):
                 name = self._client_name(block.name)
-                if name is not None:
+                if name is not None and not self._no_more_calls:
                     index = self._tool_calls
                     self._tool_calls += 1
                     events.append(ToolCallStart(index, block.id, name))

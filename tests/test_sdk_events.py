@@ -293,3 +293,36 @@ def test_malformed_stream_events_are_ignored() -> None:
         se({}),
     ]
     assert feed_all(junk, ClientTools()) == []
+
+
+def test_nothing_after_the_models_message_is_content() -> None:
+    translator = TurnTranslator()
+    translator.feed(text(0, "cut"))
+    translator.feed(stop("max_tokens"))
+    translator.feed(se({"type": "message_stop"}))
+    assert translator.needs_interrupt
+    assert translator.feed(start("msg_2")) == []
+    assert translator.feed(text(0, "continued")) == []
+    assert translator.feed(stop("end_turn")) == []
+    interrupted = result(is_error=True, subtype="error_during_execution", stop_reason=None)
+    interrupted.terminal_reason = "aborted_streaming"
+    assert translator.feed(interrupted)[-1] == Finished("max_tokens")
+
+
+class _SingleCallTools(ClientTools):
+    def __init__(self) -> None:
+        super().__init__()
+        self.single_call = True
+
+
+def test_with_parallel_calls_off_only_the_first_call_reaches_the_client() -> None:
+    events = feed_all(
+        [
+            block(0, {"type": "tool_use", "id": "a", "name": "mcp__clawrap__one"}),
+            delta(0, {"type": "input_json_delta", "partial_json": "{}"}),
+            block(1, {"type": "tool_use", "id": "b", "name": "mcp__clawrap__two"}),
+            delta(1, {"type": "input_json_delta", "partial_json": "{}"}),
+        ],
+        _SingleCallTools(),
+    )
+    assert events == [ToolCallStart(0, "a", "one"), ToolCallDelta(0, "{}")]

@@ -1,0 +1,179 @@
+"""A CompletionRequest turned into the ``ClaudeAgentOptions`` a CLI process is spawned with.
+
+Everything the CLI fixes at spawn (system prompt, tool set, MCP servers, cwd,
+permission mode, thinking, effort, environment, resume) goes into a
+:class:`SpawnKey`; processes with equal keys are interchangeable once their
+conversation is cleared. The model is not part of the key: a live process
+switches models with ``set_model``.
+
+The options keep the CLI lean and inert: no built-in tools, no settings files,
+no project MCP servers, a plain-string system prompt (anything else is
+silently dropped by the SDK), one model turn per completion, thinking off
+unless asked for, and a neutral empty working directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from claude_agent_sdk import ClaudeAgentOptions
+
+from ._client_tools import ClientTools
+from ._config import Settings
+from ._errors import invalid_request
+from ._request import CompletionRequest
+
+log = logging.getLogger("clawrap.cli")
+
+# Used when a request has no system text, so the CLI's agent prompt is never sent.
+NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
+
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnKey:
+    """What a CLI process is fixed to at spawn, apart from ``resume``.
+
+    A process spawned with ``resume`` is keyed without it: once its turn is
+    over and its conversation cleared, it is as good as any other with this key.
+    """
+
+    system_prompt: str
+    tools_signature: str = ""
+    thinking_budget: int | None = None
+    effort: str | None = None
+    permission_mode: str | None = None
+    cwd: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnSpec:
+    """How to spawn (or pick) a process for one request."""
+
+    key: SpawnKey
+    model: str
+    resume: str | None = None
+    tools: ClientTools | None = field(default=None, compare=False)
+    cli_path: str | None = None
+    # Read by the CLI only while it starts (e.g. to continue a resumed turn), so
+    # like ``resume`` it does not make a process different once reset.
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    def options(self) -> ClaudeAgentOptions:
+        """Fresh ``ClaudeAgentOptions`` for spawning a process of this spec."""
+        key = self.key
+        thinking: dict[str, Any] = (
+            {"type": "enabled", "budget_tokens": key.thinking_budget}
+            if key.thinking_budget is not None
+            else {"type": "disabled"}
+        )
+        tools = self.tools
+        return ClaudeAgentOptions(
+            tools=[],
+            setting_sources=[],
+            strict_mcp_config=True,
+            system_prompt=key.system_prompt,
+            include_partial_messages=True,
+            model=self.model,
+            thinking=thinking,  # type: ignore[arg-type]
+            effort=key.effort,  # type: ignore[arg-type]
+            max_turns=1,
+            cwd=key.cwd,
+            env=dict(key.env) | dict(self.extra_env),
+            cli_path=self.cli_path,
+            resume=self.resume,
+            # The CLI continues in a new session file, so ours can go right after spawn.
+            fork_session=self.resume is not None,
+            permission_mode=key.permission_mode,  # type: ignore[arg-type]
+            mcp_servers=dict(tools.mcp_servers) if tools else {},
+            allowed_tools=list(tools.allowed_tools) if tools else [],
+            hooks=dict(tools.hooks) if tools and tools.hooks else None,  # type: ignore[arg-type]
+            stderr=_log_stderr,
+        )
+
+    def without_resume(self) -> SpawnSpec:
+        return replace(self, resume=None, extra_env=())
+
+
+def _log_stderr(line: str) -> None:
+    log.debug("cli stderr: %s", line.rstrip())
+
+
+def cli_environment(settings: Settings, cli_env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment added to the server's for every CLI process."""
+    env = dict(cli_env or {})
+    # One upstream call per completion: no title generation, no telemetry.
+    env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.upstream_retries)
+    if settings.config_dir:
+        env["CLAUDE_CONFIG_DIR"] = settings.config_dir
+    return env
+
+
+class OptionsBuilder:
+    """Builds spawn specs for one backend (its settings, environment and cwd)."""
+
+    def __init__(self, settings: Settings, cli_env: Mapping[str, str] | None, cwd: str) -> None:
+        self.settings = settings
+        self.cwd = cwd
+        self.env = cli_environment(settings, cli_env)
+        self._env_items = tuple(sorted(self.env.items()))
+
+    def default_spec(self) -> SpawnSpec:
+        """The spec of a request with no system text, no tools and default settings."""
+        return SpawnSpec(
+            SpawnKey(NEUTRAL_SYSTEM_PROMPT, cwd=self.cwd, env=self._env_items),
+            model=self.settings.default_model,
+            cli_path=self.settings.cli_path,
+        )
+
+    def spec(
+        self,
+        request: CompletionRequest,
+        tools: ClientTools | None = None,
+        resume: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> SpawnSpec:
+        if request.effort is not None and request.effort not in EFFORT_LEVELS:
+            raise invalid_request(
+                f"Unknown effort {request.effort!r}; use one of {', '.join(EFFORT_LEVELS)}.",
+                param="reasoning_effort",
+            )
+        budget = request.thinking_budget
+        if budget is not None and (isinstance(budget, bool) or budget < 1):
+            raise invalid_request("The thinking budget must be a positive number of tokens.")
+        system = request.system if request.system else NEUTRAL_SYSTEM_PROMPT
+        suffix = getattr(tools, "system_suffix", "") if tools else ""
+        if suffix:
+            # Instructions standing in for tool_choice; part of the tools' signature.
+            system = f"{system}\n\n{suffix}"
+        key = SpawnKey(
+            system_prompt=system,
+            tools_signature=tools.signature if tools else "",
+            thinking_budget=budget,
+            effort=request.effort,
+            cwd=self.cwd,
+            env=self._env_items,
+        )
+        return SpawnSpec(
+            key,
+            request.model,
+            resume=resume,
+            tools=tools,
+            cli_path=self.settings.cli_path,
+            extra_env=tuple(sorted((extra_env or {}).items())),
+        )
+
+
+__all__ = [
+    "NEUTRAL_SYSTEM_PROMPT",
+    "OptionsBuilder",
+    "SpawnKey",
+    "SpawnSpec",
+    "cli_environment",
+]

@@ -1,0 +1,298 @@
+"""The Claude Code backend end to end: real SDK, real CLI, the scripted model on loopback.
+
+Every test is bounded with fail_after and ends with no CLI process left running.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+from claude_agent_sdk import HookMatcher, create_sdk_mcp_server, tool
+
+from clawrap import _claude_backend
+from clawrap._claude_backend import ClaudeBackend
+from clawrap._client_tools import ClientTools
+from clawrap._config import Settings
+from clawrap._errors import ClawrapError
+from clawrap._events import (
+    Event,
+    Finished,
+    ReasoningDelta,
+    ReasoningSignature,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
+from clawrap._request import CompletionRequest, TextPart, Turn
+from clawrap._scripted_model import Reply, ToolUse
+from tests.procs import claude_children
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningScriptedModel
+
+pytestmark = pytest.mark.e2e
+
+LIMIT = 60  # seconds: generous, the machine is shared
+
+
+def ask(text: str, **fields: Any) -> CompletionRequest:
+    model = fields.pop("model", "claude-sonnet-4-5")
+    return CompletionRequest(
+        model=model,
+        requested_model=model,
+        turns=(Turn("user", (TextPart(text),)),),
+        **fields,
+    )
+
+
+@pytest.fixture
+async def backend(claude_env: dict[str, str]) -> AsyncIterator[ClaudeBackend]:
+    """A cold backend (no warm processes) talking to the scripted model."""
+    b = ClaudeBackend(Settings(pool_size=0, upstream_retries=0), cli_env=claude_env)
+    try:
+        yield b
+    finally:
+        with trio.CancelScope(shield=True):
+            await b.aclose()
+    assert claude_children() == []
+
+
+async def collect(
+    backend: ClaudeBackend, request: CompletionRequest, halt: trio.Event | None = None
+) -> list[Event]:
+    send, receive = trio.open_memory_channel[Event](math.inf)
+    with trio.fail_after(LIMIT):
+        async with send:
+            await backend.run(request, send, halt or trio.Event())
+    return [e async for e in receive]
+
+
+def text_of(events: list[Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+async def test_a_reply_streams_as_text_deltas_then_usage_then_finished(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    scripted_model.model.when("greet", Reply(deltas=["Hello", " there", "!"]))
+    events = await collect(backend, ask("greet me"))
+    assert events[:3] == [TextDelta("Hello"), TextDelta(" there"), TextDelta("!")]
+    assert isinstance(events[3], Usage) and events[3].output_tokens > 0
+    assert events[4:] == [Finished("end_turn")]
+
+
+async def test_the_upstream_request_is_lean_and_carries_the_system_text_verbatim(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    await collect(backend, ask("hello", system="Answer like a pirate."))
+    (recorded,) = scripted_model.model.requests
+    body = recorded.body
+    assert "Answer like a pirate." in recorded.system_text
+    assert body.get("tools", []) == []
+    assert body["thinking"] == {"type": "disabled"}
+    assert body["model"] == "claude-sonnet-4-5"
+    assert len(json.dumps(body)) < 10_000
+
+
+async def test_without_system_text_the_agent_prompt_is_not_sent(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    await collect(backend, ask("hello"))
+    (recorded,) = scripted_model.model.requests
+    assert "Claude Code" not in recorded.system_text
+    assert len(recorded.system_text) < 500
+
+
+async def test_a_thinking_budget_turns_thinking_on_and_streams_reasoning(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    scripted_model.model.when("ponder", Reply(thinking="Let me see.", text="Done."))
+    events = await collect(backend, ask("ponder this", thinking_budget=2048))
+    (recorded,) = scripted_model.model.requests
+    thinking = recorded.body["thinking"]
+    assert (thinking["type"], thinking["budget_tokens"]) == ("enabled", 2048)
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    assert reasoning == "Let me see."
+    assert any(isinstance(e, ReasoningSignature) for e in events)
+    assert text_of(events) == "Done."
+
+
+@pytest.mark.parametrize("text", ["/clear", "@/etc/hostname what is in this file?"])
+async def test_client_text_reaches_the_model_verbatim(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel, text: str
+) -> None:
+    await collect(backend, ask(text))
+    (recorded,) = scripted_model.model.requests
+    last = recorded.body["messages"][-1]["content"][-1]["text"]
+    assert last == text
+    hostname = (await trio.Path("/etc/hostname").read_text()).strip()
+    assert hostname not in recorded.text.replace(text, "")
+
+
+async def test_max_tokens_from_upstream_is_the_finish_reason(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    scripted_model.model.when("long", Reply(text="cut", stop_reason="max_tokens"))
+    events = await collect(backend, ask("long story"))
+    assert events[-1] == Finished("max_tokens")
+    assert isinstance(events[-2], Usage)
+    assert text_of(events) == "cut"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "http"),
+    [
+        (401, "authentication", 401),
+        (429, "rate_limit", 429),
+        (529, "overloaded", 503),
+        (500, "api_error", 502),
+    ],
+)
+async def test_an_upstream_failure_raises_the_matching_error(
+    backend: ClaudeBackend,
+    scripted_model: RunningScriptedModel,
+    status: int,
+    kind: str,
+    http: int,
+) -> None:
+    scripted_model.model.when("fail", Reply(status=status, message="upstream said no"))
+    with pytest.raises(ClawrapError) as info:
+        await collect(backend, ask("fail please"))
+    assert (info.value.kind, info.value.status) == (kind, http)
+    assert "upstream said no" not in info.value.message
+
+
+async def test_a_missing_cli_is_a_503_saying_what_to_do(claude_env: dict[str, str]) -> None:
+    settings = Settings(pool_size=0, cli_path="/nonexistent/claude")
+    backend = ClaudeBackend(settings, cli_env=claude_env)
+    try:
+        with pytest.raises(ClawrapError) as info:
+            await collect(backend, ask("hello"))
+    finally:
+        await backend.aclose()
+    assert info.value.status == 503
+    assert "/nonexistent" not in info.value.message
+
+
+async def test_a_cli_that_crashes_at_start_is_a_503(
+    claude_env: dict[str, str], tmp_path: Path
+) -> None:
+    fake = tmp_path / "claude"
+    fake.write_text("#!/bin/sh\necho 'not json at all'\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    backend = ClaudeBackend(Settings(pool_size=0, cli_path=str(fake)), cli_env=claude_env)
+    try:
+        with pytest.raises(ClawrapError) as info:
+            await collect(backend, ask("hello"))
+    finally:
+        await backend.aclose()
+    assert info.value.status in (502, 503)
+    assert str(tmp_path) not in info.value.message
+
+
+async def test_halt_stops_the_turn_and_still_reports_usage(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    scripted_model.model.when("slow", Reply(tokens=400, delay=0.05))
+    send, receive = trio.open_memory_channel[Event](math.inf)
+    halt = trio.Event()
+    seen: list[Event] = []
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                async with send:
+                    await backend.run(ask("slow please"), send, halt)
+
+            nursery.start_soon(run)
+            async for event in receive:
+                seen.append(event)
+                if len([e for e in seen if isinstance(e, TextDelta)]) == 3:
+                    halt.set()
+    assert isinstance(seen[-1], Usage)
+    assert not any(isinstance(e, Finished) for e in seen)
+    assert len([e for e in seen if isinstance(e, TextDelta)]) < 400
+
+
+async def test_a_cancelled_run_leaves_no_cli_process(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    scripted_model.model.when("slow", Reply(tokens=400, delay=0.05))
+    send, receive = trio.open_memory_channel[Event](math.inf)
+    first = trio.Event()
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                await backend.run(ask("slow please"), send, trio.Event())
+
+            async def watch() -> None:
+                async for event in receive:
+                    if isinstance(event, TextDelta):
+                        first.set()
+
+            nursery.start_soon(run)
+            nursery.start_soon(watch)
+            await first.wait()
+            assert len(claude_children()) == 1
+            nursery.cancel_scope.cancel()
+    # The cancelled run returned only after its process was gone.
+    assert claude_children() == []
+
+
+def deferring_tools() -> ClientTools:
+    """A real in-process MCP tool with a hook that defers every call (the client runs it)."""
+
+    @tool("get_weather", "Weather for a city", {"city": str})
+    async def get_weather(args: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("the CLI must never run a client tool")
+
+    async def defer(inp: Any, tool_use_id: str | None, ctx: Any) -> dict[str, Any]:
+        return {
+            "hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "defer"}
+        }
+
+    return ClientTools(
+        mcp_servers={"clawrap": create_sdk_mcp_server("clawrap", tools=[get_weather])},
+        allowed_tools=["mcp__clawrap__get_weather"],
+        hooks={"PreToolUse": [HookMatcher(matcher="mcp__clawrap__.*", hooks=[defer])]},
+        signature="get_weather",
+    )
+
+
+async def test_a_client_tool_call_streams_and_ends_the_run_with_tool_calls(
+    backend: ClaudeBackend,
+    scripted_model: RunningScriptedModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_claude_backend, "build_client_tools", lambda request: deferring_tools())
+    scripted_model.model.when(
+        "weather", Reply(text="Checking.", tool_uses=[ToolUse("get_weather", {"city": "Paris"})])
+    )
+    events = await collect(backend, ask("weather in Paris?"))
+    (recorded,) = scripted_model.model.requests
+    assert [t["name"] for t in recorded.body["tools"]] == ["mcp__clawrap__get_weather"]
+    starts = [e for e in events if isinstance(e, ToolCallStart)]
+    assert [(s.index, s.name) for s in starts] == [(0, "get_weather")]
+    arguments = "".join(e.arguments for e in events if isinstance(e, ToolCallDelta))
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert isinstance(events[-2], Usage)
+    assert events[-1] == Finished("tool_calls")
+    assert text_of(events) == "Checking."
+
+
+async def test_the_cli_runs_in_an_empty_directory_of_its_own(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    await collect(backend, ask("hello"))
+    assert backend.cwd != os.getcwd()
+    assert os.listdir(backend.cwd) == []
