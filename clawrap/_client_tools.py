@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._request import CompletionRequest, NamedTool, ToolResultPart, ToolSpec, ToolUsePart
+from ._request import CompletionRequest, NamedTool, ToolSpec
 
 if TYPE_CHECKING:
     from claude_agent_sdk import HookContext, HookInput, HookJSONOutput
@@ -80,13 +80,6 @@ def input_schema(spec: ToolSpec) -> dict[str, Any]:
     if "properties" not in schema:
         schema["properties"] = {}
     return schema
-
-
-def has_tool_history(request: CompletionRequest) -> bool:
-    """Whether any turn carries a tool call or a tool result."""
-    return any(
-        isinstance(p, ToolUsePart | ToolResultPart) for turn in request.turns for p in turn.parts
-    )
 
 
 def offers_tools(request: CompletionRequest) -> bool:
@@ -226,7 +219,6 @@ __all__ = [
     "SERVER_NAME",
     "ClientTools",
     "build_client_tools",
-    "has_tool_history",
     "input_schema",
     "offers_tools",
     "sdk_tool_name",

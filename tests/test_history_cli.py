@@ -19,6 +19,7 @@ from procs import claude_children
 from clawrap._client_tools import ClientTools, build_client_tools
 from clawrap._request import (
     CompletionRequest,
+    DocumentPart,
     ImagePart,
     Part,
     TextPart,
@@ -48,6 +49,7 @@ WEATHER = ToolSpec(
         "additionalProperties": False,
     },
 )
+PDF = "JVBERi0xLjQKJcOkw7zDtsOfCg=="
 PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
     "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -204,19 +206,31 @@ async def test_earlier_turns_arrive_as_real_messages_with_their_blocks(
     scripted_model: RunningScriptedModel, claude_env: dict[str, str], cwd: Path
 ) -> None:
     scripted_model.model.when("AND TOMORROW", Reply(text="Rain."))
-    turns = (*TOOL_LOOP, assistant("Sunny in Paris."), user("AND TOMORROW?"))
+    turns = (
+        user(
+            "Look:",
+            ImagePart("", "", url="https://example.com/a.png"),
+            DocumentPart("application/pdf", PDF, "a.pdf"),
+        ),
+        assistant("A picture and a PDF."),
+        *TOOL_LOOP,
+        assistant("Sunny in Paris."),
+        user("AND TOMORROW?"),
+    )
     run = await run_turn(claude_env, request(*turns), cwd)
     (upstream,) = scripted_model.model.requests
-    assert roles_and_types(upstream.body)[:4] == [
+    assert roles_and_types(upstream.body)[:6] == [
+        ("user", ["text", "image", "document"]),
+        ("assistant", ["text"]),
         ("user", ["text", "image"]),
         ("assistant", ["thinking", "text", "tool_use", "tool_use"]),
         ("user", ["tool_result", "tool_result"]),
         ("assistant", ["text"]),
     ]
-    assistant_turn = upstream.body["messages"][1]["content"]
+    assistant_turn = upstream.body["messages"][3]["content"]
     assert assistant_turn[0]["signature"] == "c2lnbmVk"
     assert [b["name"] for b in assistant_turn[2:]] == ["mcp__clawrap__get_weather"] * 2
-    results = upstream.body["messages"][2]["content"]
+    results = upstream.body["messages"][4]["content"]
     assert results[1]["is_error"] is True
     last = upstream.body["messages"][-1]
     assert last["role"] == "user" and last["content"][-1]["text"] == "AND TOMORROW?"
@@ -296,4 +310,16 @@ async def test_a_required_tool_choice_reaches_the_system_prompt(
     await run_turn(claude_env, request(user("REQUIRED"), tool_choice="required"), cwd)
     (upstream,) = scripted_model.model.requests
     assert "must call at least one tool" in upstream.system_text
+    assert claude_children() == []
+
+
+async def test_a_sent_prompt_keeps_its_image_and_document(
+    scripted_model: RunningScriptedModel, claude_env: dict[str, str], cwd: Path
+) -> None:
+    scripted_model.model.when("DESCRIBE", Reply(text="A dot."))
+    prompt = user("DESCRIBE", ImagePart("image/png", PNG), DocumentPart("application/pdf", PDF))
+    await run_turn(claude_env, request(prompt), cwd)
+    (upstream,) = scripted_model.model.requests
+    kinds = [b["type"] for b in upstream.body["messages"][-1]["content"]]
+    assert "image" in kinds and "document" in kinds
     assert claude_children() == []
