@@ -200,9 +200,12 @@ class Exchange:
             self.running = True
             events_in, events_out = trio.open_memory_channel[Event](math.inf)
             halt = trio.Event()
+            # The backend's own scope: stopping it early (a stop sequence, max_tokens) must
+            # not cancel the consumer, which still has the end of the response to write.
+            backend_scope = trio.CancelScope()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._run_backend, events_in, halt, release)
-                error = await self._consume(events_out, halt, nursery.cancel_scope)
+                nursery.start_soon(self._run_backend, events_in, halt, release, backend_scope)
+                error = await self._consume(events_out, halt, backend_scope)
                 # Normally the backend has returned already; after an error it must stop too.
                 nursery.cancel_scope.cancel()
             return error
@@ -217,9 +220,11 @@ class Exchange:
         events: trio.MemorySendChannel[Event],
         halt: trio.Event,
         release: Any,
+        scope: trio.CancelScope,
     ) -> None:
         try:
-            await self.backend.run(self.request, events, halt)
+            with scope:
+                await self.backend.run(self.request, events, halt)
         except Exception as exc:
             found = _as_clawrap_error(exc)
             if found is None:
