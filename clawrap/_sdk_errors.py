@@ -101,6 +101,8 @@ def error_for_status(status: int | None, text: str | None = None) -> ClawrapErro
             "rate_limit",
             "The model provider's rate limit was reached. Please retry later.",
             code="rate_limit_exceeded",
+            # The CLI does not pass on the upstream's retry-after; clients still need one.
+            retry_after=5.0,
         )
     if status in (503, 529) or "overloaded" in low:
         return ClawrapError(
