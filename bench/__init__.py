@@ -1,0 +1,1 @@
+"""Benchmarks for clawrap: ``python -m bench`` (see bench/README.md)."""

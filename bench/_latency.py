@@ -1,0 +1,335 @@
+"""Latency scenarios: the client's own cost, one streamed reply, the bare SDK floor, and load.
+
+Each scenario returns the text it prints (tables) and the figures later scenarios compare with.
+Every loop is bounded in count and in time; a scenario that runs out of time reports how far
+it got.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from . import _sdk_floor
+from ._canned import serve_canned
+from ._client import (
+    Messages,
+    Timed,
+    directive,
+    expected_tokens,
+    make_openai,
+    stream_openai,
+    stream_raw,
+)
+from ._procs import Peak, Snapshot, sample_until_cancelled
+from ._stats import Progress, mb, ms, percentile, table
+from ._target import Target
+
+
+def ask(text: str, tokens: int, delay: float = 0.0) -> Messages:
+    return [{"role": "user", "content": f"{text} {directive(tokens, delay)}"}]
+
+
+def exact(results: Sequence[Timed], tokens: int) -> int:
+    want = expected_tokens(tokens)
+    return sum(1 for r in results if r.ok and r.text == want)
+
+
+def p(results: Sequence[Timed], attr: str, q: float) -> float | None:
+    values = [getattr(r, attr) for r in results if r.ok and getattr(r, attr) is not None]
+    return percentile(values, q)
+
+
+async def repeat(
+    name: str, count: int, limit: float, one: Callable[[int], Awaitable[Timed]]
+) -> list[Timed]:
+    """Run ``one(i)`` up to ``count`` times, one after another, for at most ``limit`` seconds."""
+    progress = Progress(name, count)
+    results: list[Timed] = []
+    with trio.move_on_after(limit) as scope:
+        for i in range(count):
+            results.append(await one(i))
+            progress.step()
+    progress.finish("(time limit reached)" if scope.cancelled_caught else "")
+    return results
+
+
+# -- the client's own cost ---------------------------------------------------------------------
+
+
+async def client_overhead(reps: int = 20, tokens: int = 50) -> str:
+    """The openai SDK and raw h11, both against a canned stream served in this process."""
+    messages = ask("canned", tokens)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_canned, tokens)
+        base = f"http://127.0.0.1:{port}/v1"
+        client = make_openai(base, "canned")
+        try:
+            sdk = await repeat(
+                "client overhead, openai",
+                reps,
+                20,
+                lambda _: stream_openai(client, "canned", messages),
+            )
+        finally:
+            await client.close()
+        raw = await repeat(
+            "client overhead, raw h11",
+            reps,
+            20,
+            lambda _: stream_raw(base, "canned", "canned", messages),
+        )
+        nursery.cancel_scope.cancel()
+    rows = [
+        [*_row("openai AsyncOpenAI (kept connection)", sdk, tokens), ms(p(sdk, "total", 90))],
+        [*_row("raw h11 (new connection)", raw, tokens), ms(p(raw, "total", 90))],
+    ]
+    return table(
+        f"Client overhead: a canned {tokens}-chunk stream served in-process, no server work",
+        [*HEADERS, "whole p90 ms"],
+        rows,
+    )
+
+
+HEADERS = ["client", "reps", "text chunks", "exact", "first chunk p50 ms", "whole p50 ms"]
+
+
+def _row(label: str, results: Sequence[Timed], tokens: int) -> list[object]:
+    ok = [r for r in results if r.ok]
+    chunks = sorted({r.text_chunks for r in ok})
+    return [
+        label,
+        len(results),
+        "/".join(map(str, chunks)) or "-",
+        f"{exact(results, tokens)}/{len(results)}",
+        ms(p(results, "first", 50)),
+        ms(p(results, "total", 50)),
+    ]
+
+
+# -- one streamed reply ------------------------------------------------------------------------
+
+
+@dataclass
+class StreamingFigures:
+    first_p50: float | None = None
+    paced_first_p50: float | None = None
+    text: str = ""
+
+
+async def streaming(target: Target, figures: StreamingFigures) -> str:
+    tokens = 50
+    counter = iter(range(10_000))
+
+    def question() -> Messages:
+        return ask(f"Streaming check {next(counter)}.", tokens)
+
+    plain = await repeat(
+        "stream 50 tokens",
+        10,
+        30,
+        lambda _: stream_openai(target.client, target.model, question()),
+    )
+    raw = await repeat(
+        "stream 50 tokens, raw h11",
+        10,
+        30,
+        lambda _: stream_raw(target.base_url, target.api_key, target.model, question()),
+    )
+    paced_messages = ask("Paced streaming check.", tokens, 0.04)
+    paced = await repeat(
+        "stream 50 tokens paced 0.04 s",
+        3,
+        30,
+        lambda _: stream_openai(target.client, target.model, paced_messages),
+    )
+    figures.first_p50 = p(plain, "first", 50)
+    figures.paced_first_p50 = p(paced, "first", 50)
+    rows = [
+        [*_row("50 tokens, no delay (openai)", plain, tokens), _all_chunks(plain)],
+        [*_row("50 tokens, no delay (raw h11)", raw, tokens), _all_chunks(raw)],
+        [*_row("50 tokens, 0.04 s apart (openai)", paced, tokens), _all_chunks(paced)],
+    ]
+    out = table(
+        "Streaming one reply",
+        [
+            "reply",
+            "reps",
+            "text chunks",
+            "exact",
+            "first chunk p50 ms",
+            "whole p50 ms",
+            "all chunks",
+        ],
+        rows,
+    )
+    errors = [r.error for r in plain + raw + paced if r.error]
+    if errors:
+        out += f"\nerrors: {errors[:3]}"
+    if figures.first_p50 and figures.paced_first_p50:
+        ratio = figures.paced_first_p50 / figures.first_p50
+        out += (
+            f"\nfirst chunk of the ~2 s paced reply vs the unpaced one: x{ratio:.2f} "
+            f"({'does not grow' if ratio < 2 else 'GROWS: the reply is buffered'})"
+        )
+    return out
+
+
+def _all_chunks(results: Sequence[Timed]) -> str:
+    return "/".join(map(str, sorted({r.chunks for r in results if r.ok}))) or "-"
+
+
+# -- the bare SDK floor ------------------------------------------------------------------------
+
+
+async def sdk_floor(target: Target, figures: StreamingFigures) -> str:
+    if target.sdk_env is None or target.sdk_cwd is None:
+        return "\n## Bare SDK floor\n\nskipped: needs the scripted model (--mock-url)"
+    tokens = 50
+    options = _sdk_floor.sdk_options(target.sdk_env, target.sdk_cwd)
+    prompt = f"Floor check. {directive(tokens)}"
+    cold = await repeat(
+        "bare SDK, cold query()", 3, 45, lambda _: _sdk_floor.cold_query(prompt, options)
+    )
+    progress = Progress("bare SDK, warm client turns", 5)
+    with trio.move_on_after(45):
+        warm = await _sdk_floor.warm_turns([prompt] * 5, options, progress)
+    progress.finish()
+    rows = [
+        _row("cold query(): a new CLI process", cold, tokens),
+        _row("warm ClaudeSDKClient, /clear between", warm, tokens),
+    ]
+    rows = [
+        [*r, ms(min((x.first for x in res if x.first), default=None))]
+        for r, res in zip(rows, (cold, warm), strict=True)
+    ]
+    out = table(
+        "Bare SDK floor (same scripted model, no server; under trio)",
+        [
+            "path",
+            "reps",
+            "text chunks",
+            "exact",
+            "first text p50 ms",
+            "whole p50 ms",
+            "first text min ms",
+        ],
+        rows,
+    )
+    warm_first = p(warm, "first", 50)
+    if warm_first and figures.first_p50:
+        out += (
+            f"\nclawrap first chunk p50 {ms(figures.first_p50)} ms vs warm SDK "
+            f"{ms(warm_first)} ms: clawrap adds {ms(figures.first_p50 - warm_first)} ms"
+        )
+    errors = [r.error for r in cold + warm if r.error]
+    if errors:
+        out += f"\nerrors: {errors[:3]}"
+    return out
+
+
+# -- load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadRun:
+    label: str
+    planned: int
+    results: list[Timed] = field(default_factory=list)
+    elapsed: float = 0.0
+    timed_out: bool = False
+
+
+async def load(target: Target, label: str, total: int, clients: int, limit: float) -> LoadRun:
+    tokens = 5
+    run = LoadRun(label, total)
+    progress = Progress(label, total)
+    numbers = iter(range(total))
+
+    async def worker() -> None:
+        for i in numbers:  # shared: each request number is taken by exactly one worker
+            messages = ask(f"Load request {i}.", tokens)
+            run.results.append(await stream_openai(target.client, target.model, messages))
+            progress.step()
+
+    t0 = time.perf_counter()
+    with trio.move_on_after(limit) as scope:
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(worker)
+    run.elapsed = time.perf_counter() - t0
+    run.timed_out = scope.cancelled_caught
+    progress.finish("(time limit reached)" if run.timed_out else "")
+    return run
+
+
+def load_row(run: LoadRun) -> list[object]:
+    ok = [r for r in run.results if r.ok]
+    errors = len(run.results) - len(ok)
+    done = f"{len(run.results)}/{run.planned}" + (" (timeout)" if run.timed_out else "")
+    return [
+        run.label,
+        done,
+        errors,
+        len(ok) - exact(ok, 5),
+        ms(p(ok, "first", 50)),
+        ms(p(ok, "first", 90)),
+        ms(p(ok, "total", 50)),
+        ms(p(ok, "total", 90)),
+        f"{len(ok) / run.elapsed:.1f}" if run.elapsed else "-",
+    ]
+
+
+async def load_scenarios(target: Target) -> str:
+    runs = [await load(target, "sequential", 30, 1, 40)]
+    runs.append(await load(target, "4 clients", 100, 4, 40))
+    idle = target.watcher.snapshot() if target.watcher else None
+    pool_before = await target.pool()
+    peak = Peak()
+    async with trio.open_nursery() as nursery:
+        if target.watcher is not None:
+            nursery.start_soon(sample_until_cancelled, target.watcher, peak)
+        runs.append(await load(target, "16 clients", 100, 16, 40))
+        nursery.cancel_scope.cancel()
+    pool_after = await target.pool()
+    errors = [r.error for run in runs for r in run.results if r.error]
+    out = table(
+        "Load: short replies (5 tokens, no delay), streamed with the openai client",
+        [
+            "clients",
+            "done",
+            "errors",
+            "inexact",
+            "first p50 ms",
+            "first p90 ms",
+            "whole p50 ms",
+            "whole p90 ms",
+            "req/s",
+        ],
+        [load_row(run) for run in runs],
+    )
+    if errors:
+        out += f"\nerrors (first 3 of {len(errors)}): {errors[:3]}"
+    out += "\n" + memory_table(idle, peak, target.watcher is not None)
+    out += f"\n/v1/pool before 16 clients: {pool_before}\n/v1/pool after 16 clients:  {pool_after}"
+    return out
+
+
+def memory_table(idle: Snapshot | None, peak: Peak, available: bool) -> str:
+    if not available or idle is None:
+        return "\n## Memory\n\nskipped: the server's pid is unknown"
+    return table(
+        f"Memory (RSS from /proc; peak over {peak.samples} samples during the 16-client run)",
+        ["process", "idle before MB", "peak MB"],
+        [
+            ["clawrap server", mb(idle.server_rss_kb), mb(peak.server_rss_kb)],
+            [
+                f"claude CLI processes, total ({idle.cli_count} idle, peak {peak.cli_count})",
+                mb(idle.cli_rss_kb),
+                mb(peak.cli_rss_kb),
+            ],
+        ],
+    )
