@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -313,6 +313,9 @@ class ProcessPool:
             "max": self.capacity,
         }
 
+    def idle_processes(self) -> list[CliProcess]:
+        return [p for ps in self._idle.values() for p in ps]
+
     def pids(self) -> set[int]:
         """Pids of the processes the pool holds (idle and busy)."""
         procs = [p for ps in self._idle.values() for p in ps] + list(self._busy)
@@ -325,11 +328,16 @@ class ProcessPool:
     def _wake_maintainer(self) -> None:
         self._wake.set()
 
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; it is checked whenever the pool changes."""
+        while not predicate():
+            await self._changed.wait()
+
     async def wait_warm(self, count: int | None = None) -> None:
         """Wait until ``count`` (default ``pool_size``) default-key processes are warm."""
         want = self.settings.pool_size if count is None else count
-        while self._default is None or self._idle_count(self._default.key) < want:
-            await self._changed.wait()
+        key = self._default.key if self._default else None
+        await self.wait_for(lambda: key is not None and self._idle_count(key) >= want)
 
     def _target(self, key: SpawnKey) -> int:
         """How many idle processes to keep for ``key``."""
@@ -467,13 +475,13 @@ class ProcessPool:
                 if not keep:
                     log.info("CLI process %s could not be reset; replacing it", proc.pid)
         finally:
-            self._recycling -= 1
             if keep:
                 proc.idle_since = trio.current_time()
                 self._idle.setdefault(proc.key, []).append(proc)
                 self.recycled += 1
             else:
-                await proc.close()
+                await proc.close()  # shielded, never raises
+            self._recycling -= 1
             self._notify()
             self._wake_maintainer()
 

@@ -33,7 +33,7 @@ from clawrap._events import (
     Usage,
 )
 from clawrap._request import CompletionRequest, TextPart, Turn
-from clawrap._scripted_model import Reply, ToolUse
+from clawrap._scripted_model import RecordedRequest, Reply, ToolUse
 from tests.procs import claude_children
 
 if TYPE_CHECKING:
@@ -74,6 +74,13 @@ async def collect(
         async with send:
             await backend.run(request, send, halt or trio.Event())
     return [e async for e in receive]
+
+
+def last_user_text(recorded: RecordedRequest) -> str:
+    """The last text block of the last user message (newer CLIs add system messages after it)."""
+    user = [m for m in recorded.body["messages"] if m["role"] == "user"][-1]
+    texts = [b["text"] for b in user["content"] if b.get("type") == "text"]
+    return str(texts[-1])
 
 
 def text_of(events: list[Event]) -> str:
@@ -132,8 +139,7 @@ async def test_client_text_reaches_the_model_verbatim(
 ) -> None:
     await collect(backend, ask(text))
     (recorded,) = scripted_model.model.requests
-    last = recorded.body["messages"][-1]["content"][-1]["text"]
-    assert last == text
+    assert last_user_text(recorded) == text
     hostname = (await trio.Path("/etc/hostname").read_text()).strip()
     assert hostname not in recorded.text.replace(text, "")
 

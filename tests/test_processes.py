@@ -1,0 +1,244 @@
+"""Warm CLI processes: reused without leaking, replaced when they die, all ended at close.
+
+Real SDK and CLI against the scripted model; every test is bounded and proves no
+CLI process outlives the backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+
+from clawrap import _claude_backend
+from clawrap._claude_backend import ClaudeBackend, open_claude_backend
+from clawrap._config import Settings
+from clawrap._events import Event, Finished, TextDelta
+from clawrap._processes import CliProcess, ProcessPool
+from clawrap._request import CompletionRequest, TextPart, Turn
+from clawrap._scripted_model import RecordedRequest, Reply
+from tests.procs import claude_children
+from tests.test_claude_backend import deferring_tools, last_user_text
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningScriptedModel
+
+pytestmark = pytest.mark.e2e
+
+LIMIT = 60
+
+
+def ask(text: str, **fields: Any) -> CompletionRequest:
+    model = fields.pop("model", "sonnet")
+    return CompletionRequest(
+        model=model, requested_model=model, turns=(Turn("user", (TextPart(text),)),), **fields
+    )
+
+
+def settings(**overrides: Any) -> Settings:
+    return Settings(**{"pool_size": 1, "upstream_retries": 0, **overrides})
+
+
+@pytest.fixture
+async def warm(claude_env: dict[str, str]) -> AsyncIterator[ClaudeBackend]:
+    """A started backend keeping one process warm, with that process ready."""
+    with trio.fail_after(LIMIT):
+        async with open_claude_backend(settings(), cli_env=claude_env) as backend:
+            await backend.pool.wait_warm()
+            yield backend
+    assert claude_children() == []
+
+
+class Used:
+    """Records the processes a backend's runs get from its pool."""
+
+    def __init__(self, backend: ClaudeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.procs: list[CliProcess] = []
+        original = backend.pool.acquire
+
+        async def acquire(*args: Any, **kwargs: Any) -> CliProcess:
+            proc = await original(*args, **kwargs)
+            self.procs.append(proc)
+            return proc
+
+        monkeypatch.setattr(backend.pool, "acquire", acquire)
+
+
+async def collect(backend: ClaudeBackend, request: CompletionRequest) -> list[Event]:
+    send, receive = trio.open_memory_channel[Event](math.inf)
+    with trio.fail_after(LIMIT):
+        async with send:
+            await backend.run(request, send, trio.Event())
+    return [e async for e in receive]
+
+
+def completions(model: RunningScriptedModel) -> list[RecordedRequest]:
+    """The streamed completion requests (not the CLI's model checks)."""
+    return [r for r in model.model.requests if r.body.get("stream")]
+
+
+def text_of(events: list[Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+async def idle_again(backend: ClaudeBackend, proc: CliProcess) -> None:
+    with trio.fail_after(LIMIT):
+        await backend.pool.wait_for(lambda: proc in backend.pool.idle_processes())
+
+
+async def test_the_first_request_gets_a_warm_process(
+    warm: ClaudeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    events = await collect(warm, ask("hello"))
+    assert events[-1] == Finished("end_turn")
+    assert used.procs[0].reused
+
+
+async def test_a_reused_process_carries_nothing_from_the_previous_conversation(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    scripted_model.model.when("FIRST-SECRET", Reply(text="FIRST-ANSWER"))
+    await collect(warm, ask("FIRST-SECRET question"))
+    await idle_again(warm, used.procs[0])
+    await collect(warm, ask("second question"))
+    assert used.procs[0] is used.procs[1]
+    second = completions(scripted_model)[-1]
+    assert "second question" in second.text
+    assert "FIRST-SECRET" not in str(second.body)
+    assert "FIRST-ANSWER" not in str(second.body)
+
+
+async def test_a_pool_reset_is_a_real_clear_while_client_slash_text_is_not(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    await collect(warm, ask("remember BANANA"))
+    await collect(warm, ask("/clear"))  # sent verbatim: the model sees it, nothing resets
+    assert last_user_text(completions(scripted_model)[-1]) == "/clear"
+    assert all(p.reused for p in used.procs)
+
+
+async def test_another_system_prompt_or_tool_set_never_shares_a_process(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    with monkeypatch.context() as m:
+        m.setattr(_claude_backend, "build_client_tools", lambda request: deferring_tools())
+        await collect(warm, ask("with tools", system="ALPHA-SYSTEM"))
+    await collect(warm, ask("plain question"))
+    assert used.procs[0] is not used.procs[1]
+    plain = completions(scripted_model)[-1]
+    assert "ALPHA-SYSTEM" not in plain.system_text
+    assert plain.body.get("tools", []) == []
+
+
+async def test_a_model_change_reuses_the_warm_process(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    await collect(warm, ask("hello", model="claude-haiku-4-5"))
+    assert used.procs[0].reused
+    assert completions(scripted_model)[-1].body["model"] == "claude-haiku-4-5"
+
+
+async def test_a_repeated_system_prompt_gets_a_warm_process_after_its_first_request(
+    warm: ClaudeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    await collect(warm, ask("one", system="You are an IDE assistant."))
+    assert not used.procs[0].reused
+    await idle_again(warm, used.procs[0])
+    await collect(warm, ask("two", system="You are an IDE assistant."))
+    assert used.procs[1] is used.procs[0] and used.procs[1].reused
+
+
+async def test_a_killed_warm_process_does_not_harm_the_next_request(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    (pid,) = warm.pool.pids()
+    os.kill(pid, signal.SIGKILL)
+    scripted_model.model.when("after", Reply(text="still fine"))
+    events = await collect(warm, ask("after the kill"))
+    assert text_of(events) == "still fine"
+    assert pid not in warm.pool.pids()
+
+
+async def test_a_reused_process_that_fails_silently_is_retried_on_a_fresh_one(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pretend the health check missed the death, so the request meets the dead process.
+    monkeypatch.setattr(CliProcess, "alive", property(lambda self: not self._closed))
+    used = Used(warm, monkeypatch)
+    (pid,) = warm.pool.pids()
+    os.kill(pid, signal.SIGKILL)  # whenever it dies, it cannot answer
+    scripted_model.model.when("retry", Reply(text="answered"))
+    events = await collect(warm, ask("retry me"))
+    assert text_of(events) == "answered"
+    assert [p.reused for p in used.procs] == [True, False]
+
+
+async def test_a_cancelled_request_returns_its_process_clean_and_idle(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    scripted_model.model.when("slow", Reply(tokens=400, delay=0.05))
+    send, receive = trio.open_memory_channel[Event](math.inf)
+    first = trio.Event()
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                await warm.run(ask("slow please"), send, trio.Event())
+
+            async def watch() -> None:
+                async for event in receive:
+                    if isinstance(event, TextDelta):
+                        first.set()
+
+            nursery.start_soon(run)
+            nursery.start_soon(watch)
+            await first.wait()
+            nursery.cancel_scope.cancel()
+    proc = used.procs[0]
+    with trio.fail_after(1):
+        await warm.pool.wait_for(lambda: proc in warm.pool.idle_processes())
+    await collect(warm, ask("next question"))
+    assert "slow please" not in str(completions(scripted_model)[-1].body)
+
+
+async def test_aclose_ends_every_process(claude_env: dict[str, str]) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_claude_backend(settings(pool_size=2), cli_env=claude_env) as backend:
+            await backend.pool.wait_warm()
+            assert len(claude_children()) == 2
+    assert claude_children() == []
+
+
+async def test_status_counts_processes(warm: ClaudeBackend) -> None:
+    status = warm.status()
+    assert status["warm"] == 1 and status["busy"] == 0 and status["spawned"] == 1
+    assert {"starting", "recycled", "failed"} <= set(status)
+
+
+async def test_without_warm_processes_each_request_runs_cold_and_leaves_nothing(
+    claude_env: dict[str, str],
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_claude_backend(settings(pool_size=0), cli_env=claude_env) as backend:
+            events = await collect(backend, ask("hello"))
+            assert events[-1] == Finished("end_turn")
+            await backend.pool.wait_for(lambda: backend.status()["busy"] == 0)
+            assert backend.status()["warm"] == 0
+            assert claude_children() == []
+
+
+def test_the_memory_budget_caps_the_number_of_processes() -> None:
+    assert ProcessPool(Settings(pool_max=8, pool_memory_mb=500)).capacity == 2
+    assert ProcessPool(Settings(pool_max=3, pool_memory_mb=100_000)).capacity == 3
