@@ -12,6 +12,8 @@ import trio
 from clawrap._mock_upstream import serve_mock_upstream
 from clawrap._scripted_model import ScriptedModel
 
+pytest_plugins = ["e2e"]  # the clawrap_server fixture of the end-to-end tests
+
 
 @dataclass(frozen=True, slots=True)
 class RunningScriptedModel:
