@@ -174,19 +174,23 @@ async def upstream_cost(target: Target, completions: int = 3) -> str:
     ]
     if posts:
         body = posts[-1].get("body") or {}
+        sent = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        system_entries = [m for m in sent if m.get("role") == "system"]
         rows.append(["tools sent", len(body.get("tools") or [])])
-        rows.append(["system prompt bytes", len(_system_text(body).encode())])
-        rows.append(["messages sent", len(body.get("messages") or [])])
+        rows.append(["system prompt bytes (top-level system)", _text_bytes(body.get("system"))])
+        entry_bytes = sum(_text_bytes(m.get("content")) for m in system_entries)
+        rows.append(["system-role entries in messages", f"{len(system_entries)} ({entry_bytes} B)"])
+        rows.append(["user/assistant messages", len(sent) - len(system_entries)])
     return table("Upstream cost of a one-line question", ["figure", "value"], rows)
 
 
-def _system_text(body: dict[str, Any]) -> str:
-    system = body.get("system")
-    if isinstance(system, str):
-        return system
-    if isinstance(system, list):
-        return "\n".join(b.get("text", "") for b in system if isinstance(b, dict))
-    return ""
+def _text_bytes(content: Any) -> int:
+    """UTF-8 bytes of the text in a system prompt or message content (string or blocks)."""
+    if isinstance(content, str):
+        return len(content.encode())
+    if isinstance(content, list):
+        return sum(_text_bytes(b.get("text")) for b in content if isinstance(b, dict))
+    return 0
 
 
 # -- a conversation resent whole each turn -----------------------------------------------------
