@@ -1,0 +1,485 @@
+"""Sessions: conversations kept in SQLite across requests and server restarts.
+
+A client names a conversation with ``session_id`` (or ``X-Session-Id``).
+:meth:`SessionStore.resolve` matches the request's turns against the stored
+ones (:func:`~clawrap._conversation.merge_history`: only the new message, a
+full resend, a window of recent turns, an edit); after the run
+:meth:`SessionStore.commit` stores the new turns and the reply.
+
+Branching: an edited earlier message never rewrites a session. The conversation
+is stored as a new branch ``<root>.<n>`` (its ``parent`` and ``fork_turn`` say
+where it left). The id where the conversation now lives is
+:attr:`Resolution.session_id`, which the server sends back as ``X-Session-Id``.
+A client that keeps resending its whole history under the old id lands on that
+branch again, so an edit does not fork on every later request; one that sends
+only new messages continues exactly the id it names.
+
+Concurrency: two requests on one session are served one after the other
+(:class:`SessionLocks`): a client may send its next message the moment the
+previous answer ends, before that answer is stored, and an IDE that sends twice
+gets two answers in order. Waiting is bounded; past it, a 409. Commits also
+check that the session did not change underneath (several servers on one file):
+if it did, the conversation goes to a new branch rather than over it.
+
+Storage: stdlib ``sqlite3`` in WAL mode on one connection, used from worker
+threads one call at a time. Expired sessions (idle longer than the TTL) are
+invisible at once and deleted by :func:`run_expiry`, with ``secure_delete`` so
+their text leaves the file too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from . import _session_db as db
+from ._config import Settings
+from ._conversation import Merge, dumps_turn, match_history, merge_history, turn_digest
+from ._errors import ClawrapError, invalid_request
+from ._events import Usage
+from ._request import CompletionRequest, Turn
+from ._session_db import MAX_ID_LENGTH, SessionStoreError
+
+log = logging.getLogger("clawrap.sessions")
+
+_ID = re.compile(r"[A-Za-z0-9._:-]+")
+_T = TypeVar("_T")
+
+
+def check_session_id(value: str, param: str = "session_id") -> str:
+    """``value`` if it is a usable session id, else a 400 naming ``param``."""
+    if not (0 < len(value) <= MAX_ID_LENGTH and _ID.fullmatch(value)):
+        raise invalid_request(
+            f"'{param}' must be 1 to {MAX_ID_LENGTH} characters from letters, digits and . _ : -",
+            param=param,
+            code="invalid_session_id",
+        )
+    return value
+
+
+def session_db_path(settings: Settings) -> str:
+    """``settings.session_db``, else ``<data_dir>/sessions.sqlite3`` (``:memory:`` keeps none)."""
+    return settings.session_db or str(Path(settings.data_dir) / "sessions.sqlite3")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One stored conversation (a session or a branch of one), without its turns."""
+
+    id: str
+    root: str  # the session a branch was made from (itself, for a session)
+    parent: str | None  # the conversation a branch left, and after how many turns
+    fork_turn: int | None
+    created: float  # Unix times
+    last_used: float
+    model: str | None
+    system: str | None
+    turns: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+    cost_usd: float
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    info: SessionInfo
+    turns: tuple[Turn, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    sessions: int
+    branches: int
+    turns: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+    cost_usd: float
+    ttl: float
+    db_bytes: int
+
+
+_INFO_FIELDS = [f.name for f in dataclasses.fields(SessionInfo)][:15]
+_STATS_FIELDS = [f.name for f in dataclasses.fields(SessionStats)][:8]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A request matched against its session, before the run.
+
+    ``session_id``: where the conversation will be stored (send it back as
+    ``X-Session-Id``); it differs from ``requested`` when the request forked or
+    continued another branch. ``source``: the stored conversation merged with
+    (None for a new session).
+    """
+
+    requested: str
+    session_id: str
+    merge: Merge
+    source: SessionInfo | None
+
+    @property
+    def branched(self) -> bool:
+        return self.session_id != self.requested
+
+    def request(self, request: CompletionRequest) -> CompletionRequest:
+        """``request`` with the whole conversation, and the session's system prompt if it
+        has none of its own."""
+        system = request.system
+        if system is None and self.source is not None:
+            system = self.source.system
+        return dataclasses.replace(
+            request, turns=self.merge.conversation, system=system, session_id=self.session_id
+        )
+
+
+class SessionStore:
+    """Sessions in one SQLite file. Open with :meth:`open`, close with :meth:`aclose`.
+
+    Every method raises a 500 :class:`ClawrapError` (``session_store_error``;
+    details logged, none in the message) when the database fails, and a 400
+    for a malformed session id. ``clock`` gives Unix time (tests replace it).
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, path: str, ttl: float, clock: Callable[[], float]
+    ) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = trio.Lock()
+        self.path = path
+        self.ttl = ttl
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> SessionStore:
+        """Open (creating if needed) the database at ``path``; ``ttl <= 0`` never expires.
+
+        Raises :class:`SessionStoreError` when the file cannot be created, opened
+        or written, or is not a session database of a version this server reads.
+        """
+        path = os.fspath(path)
+        conn = await trio.to_thread.run_sync(db.connect, path)
+        return cls(conn, path, ttl, clock)
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await trio.to_thread.run_sync(conn.close)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        # One call at a time on the one connection; the thread is not abandoned on
+        # cancel, so a transaction always ends before the next starts.
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise ClawrapError("api_error", "The session store is closed.", status=500)
+            try:
+                return await trio.to_thread.run_sync(fn, conn)
+            except (sqlite3.Error, ValueError) as exc:
+                log.error("session store %s failed: %s", self.path, exc, exc_info=True)
+                raise ClawrapError(
+                    "api_error",
+                    "The session store failed; the server log has the details.",
+                    status=500,
+                    code="session_store_error",
+                ) from None
+
+    def _cutoff(self) -> float:
+        """Sessions last used before this are expired. Read in the trio task, not the thread."""
+        return self.clock() - self.ttl if self.ttl > 0 else -math.inf
+
+    def _info(self, row: db.Row) -> SessionInfo:
+        expires = row[5] + self.ttl if self.ttl > 0 else None
+        return SessionInfo(**dict(zip(_INFO_FIELDS, row, strict=True)), expires_at=expires)
+
+    def _live(self, conn: sqlite3.Connection, session_id: str, cutoff: float) -> SessionInfo | None:
+        row = db.session_row(conn, session_id, cutoff)
+        return None if row is None else self._info(row)
+
+    async def get(self, session_id: str) -> Session | None:
+        """The live session ``session_id`` with its turns, or None."""
+        check_session_id(session_id)
+        cutoff = self._cutoff()
+
+        def get(conn: sqlite3.Connection) -> Session | None:
+            info = self._live(conn, session_id, cutoff)
+            return None if info is None else Session(info, db.load_turns(conn, session_id))
+
+        return await self._call(get)
+
+    async def resolve(self, session_id: str, incoming: Sequence[Turn]) -> Resolution:
+        """Match a request's ``incoming`` turns against session ``session_id``.
+
+        Nothing is written. Raises a 400 when there is nothing to answer.
+        """
+        check_session_id(session_id)
+        new = [turn_digest(t) for t in incoming]
+        cutoff = self._cutoff()
+
+        def resolve(conn: sqlite3.Connection) -> Resolution:
+            info = self._live(conn, session_id, cutoff)
+            if info is None:
+                return Resolution(session_id, session_id, merge_history((), incoming), None)
+            digests = db.load_digests(conn, info.id)
+            if match_history(digests, new).base < len(digests):
+                # A fork, unless the client is resending a branch made by an earlier edit.
+                info, digests = self._branch(conn, info, new, cutoff) or (info, digests)
+            stored = db.load_turns(conn, info.id)
+            merge = merge_history(stored, incoming, stored_digests=digests)
+            target = db.free_id(conn, info.root) if merge.forks else info.id
+            return Resolution(session_id, target, merge, info)
+
+        return await self._call(resolve)
+
+    def _branch(
+        self, conn: sqlite3.Connection, info: SessionInfo, new: list[str], cutoff: float
+    ) -> tuple[SessionInfo, list[str]] | None:
+        """The longest other conversation of ``info``'s family that ``new`` fully resends."""
+        best: tuple[SessionInfo, list[str]] | None = None
+        for row in db.family_rows(conn, info.root, cutoff):
+            branch = self._info(row)
+            if branch.id == info.id:
+                continue
+            digests = db.load_digests(conn, branch.id)
+            if match_history(digests, new).kind == "resend" and (
+                best is None or len(digests) > len(best[1])
+            ):
+                best = (branch, digests)
+        return best
+
+    async def commit(
+        self,
+        resolution: Resolution,
+        reply: Turn | None,
+        *,
+        model: str | None,
+        usage: Usage | None,
+        system: str | None,
+    ) -> str:
+        """Store the request's new turns and the ``reply``; return the session id used.
+
+        That is ``resolution.session_id`` unless the session changed since
+        :meth:`resolve` (another server on the same file), in which case the
+        conversation goes to a fresh branch instead of over it.
+        """
+        merge, source = resolution.merge, resolution.source
+        added = [(dumps_turn(t), turn_digest(t)) for t in merge.new]
+        if reply is not None:
+            added.append((dumps_turn(reply), turn_digest(reply)))
+        u = usage or Usage(0, 0)
+        totals: db.Totals = (
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_input_tokens,
+            u.cache_creation_input_tokens,
+            u.cost_usd or 0.0,
+        )
+
+        now, cutoff = self.clock(), self._cutoff()
+
+        def commit(conn: sqlite3.Connection) -> str:
+            target = resolution.session_id
+            with db.transaction(conn):
+                if source is not None and not merge.forks:
+                    row = db.session_row(conn, target, cutoff)
+                    if row is not None and row[8] == merge.base:
+                        db.append(conn, target, merge.base, added, now=now, model=model,
+                                  system=system, totals=totals)  # fmt: skip
+                        return target
+                # A new session or branch: the whole conversation goes in.
+                root = source.root if source is not None else resolution.requested
+                db.delete_idle(conn, cutoff, target)
+                if db.taken(conn, target):
+                    target = db.free_id(conn, root)
+                kept = zip(
+                    merge.conversation[: merge.base], merge.digests[: merge.base], strict=True
+                )
+                db.create(
+                    conn,
+                    target,
+                    root=root,
+                    parent=source.id if source is not None else None,
+                    fork_turn=merge.base if source is not None else None,
+                    now=now,
+                    model=model,
+                    system=system,
+                    rows=[(dumps_turn(t), d) for t, d in kept] + added,
+                    totals=totals,
+                )
+                return target
+
+        return await self._call(commit)
+
+    async def delete(self, session_id: str) -> int:
+        """Delete a live session and the branches made from it; how many went (0: none)."""
+        check_session_id(session_id)
+        cutoff = self._cutoff()
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with db.transaction(conn):
+                if self._live(conn, session_id, cutoff) is None:
+                    return 0
+                count = db.delete_family(conn, session_id)
+            db.reclaim(conn)
+            return count
+
+        return await self._call(delete)
+
+    async def list(self, limit: int = 20, offset: int = 0) -> tuple[list[SessionInfo], int]:
+        """Live sessions, most recently used first, and how many there are in all."""
+
+        cutoff = self._cutoff()
+
+        def list_(conn: sqlite3.Connection) -> tuple[list[SessionInfo], int]:
+            rows, total = db.list_rows(conn, cutoff, limit, offset)
+            return [self._info(r) for r in rows], total
+
+        return await self._call(list_)
+
+    async def stats(self) -> SessionStats:
+        cutoff = self._cutoff()
+
+        def stats(conn: sqlite3.Connection) -> SessionStats:
+            row = db.stats_row(conn, cutoff)
+            files = (self.path, self.path + "-wal") if self.path != ":memory:" else ()
+            size = sum(os.path.getsize(p) for p in files if os.path.exists(p))
+            counts = dict(zip(_STATS_FIELDS, (int(v) for v in row[:8]), strict=True))
+            return SessionStats(**counts, cost_usd=row[8], ttl=self.ttl, db_bytes=size)
+
+        return await self._call(stats)
+
+    async def expire(self, now: float | None = None) -> int:
+        """Delete sessions idle longer than the TTL (as of ``now``); how many went."""
+        if self.ttl <= 0:
+            return 0
+        cutoff = (self.clock() if now is None else now) - self.ttl
+
+        def expire(conn: sqlite3.Connection) -> int:
+            with db.transaction(conn):
+                count = db.delete_idle(conn, cutoff)
+            if count:
+                db.reclaim(conn)
+            return count
+
+        return await self._call(expire)
+
+
+# ---------------------------------------------------------------- concurrency and lifetime
+
+
+class SessionLocks:
+    """One request at a time per session id; the others wait their turn, in order."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[trio.Lock, list[int]]] = {}
+
+    def busy(self, session_id: str) -> bool:
+        entry = self._locks.get(session_id)
+        return entry is not None and entry[0].locked()
+
+    @asynccontextmanager
+    async def hold(self, session_id: str, *, wait: float) -> AsyncIterator[None]:
+        """Hold ``session_id`` for the block. Raises a 409 (``session_busy``) after
+        waiting ``wait`` seconds for the request ahead."""
+        lock, users = self._locks.setdefault(session_id, (trio.Lock(), [0]))
+        users[0] += 1
+        try:
+            try:
+                lock.acquire_nowait()  # free and nobody queued: no wait, even with wait=0
+            except trio.WouldBlock:
+                with trio.move_on_after(wait):
+                    await lock.acquire()
+            if lock.statistics().owner is not trio.lowlevel.current_task():
+                raise ClawrapError(
+                    "conflict",
+                    "Another request on this session is still running; retry when it ends.",
+                    code="session_busy",
+                    retry_after=1.0,
+                )
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[session_id]
+
+
+async def run_expiry(
+    store: SessionStore,
+    *,
+    interval: float | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Delete expired sessions now and then, forever (run it in the server's nursery).
+
+    ``interval`` defaults to a tenth of the TTL, between 1 s and 60 s. Failures
+    are logged and retried at the next round.
+    """
+    if interval is None:
+        interval = min(max(store.ttl / 10, 1.0), 60.0)
+    task_status.started()
+    if store.ttl <= 0:
+        await trio.sleep_forever()
+    while True:
+        try:
+            removed = await store.expire()
+        except ClawrapError:
+            log.warning("expiring sessions failed; retrying in %.0f s", interval)
+        else:
+            if removed:
+                log.info("expired %d idle session(s)", removed)
+        await trio.sleep(interval)
+
+
+@asynccontextmanager
+async def open_session_store(settings: Settings) -> AsyncIterator[SessionStore]:
+    """The store for ``settings`` (path, TTL), closed on exit."""
+    store = await SessionStore.open(session_db_path(settings), ttl=settings.session_ttl)
+    try:
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "Resolution",
+    "Session",
+    "SessionInfo",
+    "SessionLocks",
+    "SessionStats",
+    "SessionStore",
+    "SessionStoreError",
+    "check_session_id",
+    "open_session_store",
+    "run_expiry",
+    "session_db_path",
+]
