@@ -15,7 +15,15 @@ import trio.testing
 from clawrap._config import Settings
 from clawrap._errors import ClawrapError
 from clawrap._events import Usage
-from clawrap._request import CompletionRequest, ImagePart, TextPart, ToolUsePart, Turn
+from clawrap._request import (
+    CompletionRequest,
+    ImagePart,
+    TextPart,
+    ToolResultPart,
+    ToolSpec,
+    ToolUsePart,
+    Turn,
+)
 from clawrap._session_routes import session_route
 from clawrap._sessions import (
     SessionLocks,
@@ -25,6 +33,7 @@ from clawrap._sessions import (
     run_expiry,
     session_db_path,
 )
+from clawrap._transcript import split_history
 
 
 class FakeClock:
@@ -245,6 +254,28 @@ async def test_a_branch_of_a_maximal_id_still_has_a_valid_id(store: SessionStore
     resolution = await store.resolve(long_id, [user("one"), assistant("1"), user("2!")])
     assert len(resolution.session_id) == 200
     assert resolution.session_id.endswith(".1")
+
+
+async def test_a_tool_result_sent_alone_completes_the_stored_call_for_the_cli(
+    store: SessionStore,
+) -> None:
+    call = Turn("assistant", (ToolUsePart("call_1", "weather", {"city": "Oslo"}),))
+    resolution = await store.resolve("s", [user("Weather in Oslo?")])
+    await store.commit(resolution, call, model="m", usage=None, system=None)
+    result = Turn("user", (ToolResultPart("call_1", (TextPart("-3 C"),)),))
+    resolution = await store.resolve("s", [result])
+    request = resolution.request(
+        CompletionRequest(
+            model="m",
+            requested_model="m",
+            turns=(result,),
+            tools=(ToolSpec("weather", "", {"type": "object"}),),
+        )
+    )
+    messages, prompt = split_history(request)
+    assert prompt is None  # the CLI resumes the turn on the tool result by itself
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"][0]["id"] == "call_1"
 
 
 # ---------------------------------------------------------------- totals, listing, deleting
