@@ -32,7 +32,14 @@ from clawrap._events import (
     ToolCallStart,
     Usage,
 )
-from clawrap._request import CompletionRequest, TextPart, Turn
+from clawrap._request import (
+    CompletionRequest,
+    TextPart,
+    ToolResultPart,
+    ToolSpec,
+    ToolUsePart,
+    Turn,
+)
 from clawrap._scripted_model import RecordedRequest, Reply, ToolUse
 from tests.procs import claude_children
 
@@ -302,3 +309,43 @@ async def test_the_cli_runs_in_an_empty_directory_of_its_own(
     await collect(backend, ask("hello"))
     assert backend.cwd != os.getcwd()
     assert os.listdir(backend.cwd) == []
+
+
+async def test_earlier_turns_reach_the_model_through_a_resumed_session(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    request = CompletionRequest(
+        model="claude-sonnet-4-5",
+        requested_model="claude-sonnet-4-5",
+        turns=(
+            Turn("user", (TextPart("My name is Ada."),)),
+            Turn("assistant", (TextPart("Nice to meet you, Ada."),)),
+            Turn("user", (TextPart("What is my name?"),)),
+        ),
+    )
+    events = await collect(backend, request)
+    assert events[-1] == Finished("end_turn")
+    (recorded,) = scripted_model.model.requests
+    turns = [m for m in recorded.body["messages"] if m["role"] in ("user", "assistant")]
+    assert [m["role"] for m in turns] == ["user", "assistant", "user"]
+    assert last_user_text(recorded) == "What is my name?"
+
+
+async def test_a_conversation_ending_on_tool_results_continues_without_a_new_message(
+    backend: ClaudeBackend, scripted_model: RunningScriptedModel
+) -> None:
+    scripted_model.model.when("sunny", Reply(text="It is sunny in Paris."))
+    request = CompletionRequest(
+        model="claude-sonnet-4-5",
+        requested_model="claude-sonnet-4-5",
+        turns=(
+            Turn("user", (TextPart("Weather in Paris?"),)),
+            Turn("assistant", (ToolUsePart("toolu_1", "get_weather", {"city": "Paris"}),)),
+            Turn("user", (ToolResultPart("toolu_1", (TextPart("sunny, 21C"),)),)),
+        ),
+        tools=(ToolSpec("get_weather", "Weather", {"type": "object", "properties": {}}),),
+    )
+    events = await collect(backend, request)
+    assert text_of(events) == "It is sunny in Paris."
+    assert events[-1] == Finished("end_turn")
+    assert len(scripted_model.model.requests) == 1
