@@ -178,7 +178,7 @@ async def run_scenarios(target: Target, only: Sequence[str]) -> None:
     steps: dict[str, Callable[[], Awaitable[str]]] = {
         "overhead": lambda: _latency.client_overhead(),
         "stream": lambda: _latency.streaming(target, figures),
-        "floor": lambda: _latency.sdk_floor(target, figures),
+        "floor": lambda: _latency.sdk_floor(target),
         "load": lambda: _latency.load_scenarios(target),
         "drop": lambda: _behaviour.dropped_clients(target),
         "cost": lambda: _behaviour.upstream_cost(target),

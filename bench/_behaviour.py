@@ -200,6 +200,7 @@ async def conversation(target: Target, turns: int = 10) -> str:
     tokens = 20
     messages: Messages = [{"role": "system", "content": "You are a helpful assistant."}]
     rows = []
+    pool_before = await target.pool()
     progress = Progress("conversation turns", turns)
     with trio.move_on_after(60):
         for turn in range(1, turns + 1):
@@ -231,9 +232,22 @@ async def conversation(target: Target, turns: int = 10) -> str:
             progress.step()
             messages.append({"role": "assistant", "content": reply.text})
     progress.finish()
-    return table(
+    pool_after = await target.pool()
+    out = table(
         f"A {turns}-turn conversation, the whole history resent each turn ({tokens}-token replies)",
-        ["turn", "messages sent", "first chunk ms", "whole ms", "exact", "upstream calls",
-         "upstream messages", "upstream bytes"],
+        [
+            "turn",
+            "messages sent",
+            "first chunk ms",
+            "whole ms",
+            "exact",
+            "upstream calls",
+            "upstream messages",
+            "upstream bytes",
+        ],
         rows,
-    )  # fmt: skip
+    )
+    if pool_before is not None and pool_after is not None:
+        spawned = pool_after.get("spawned", 0) - pool_before.get("spawned", 0)
+        out += f"\nCLI processes spawned by clawrap during the {len(rows)} turns: {spawned}"
+    return out

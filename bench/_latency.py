@@ -182,50 +182,62 @@ def _all_chunks(results: Sequence[Timed]) -> str:
 # -- the bare SDK floor ------------------------------------------------------------------------
 
 
-async def sdk_floor(target: Target, figures: StreamingFigures) -> str:
+async def sdk_floor(target: Target) -> str:
+    """Cold ``query()`` runs, then warm SDK turns each paired with clawrap requests."""
     if target.sdk_env is None or target.sdk_cwd is None:
         return "\n## Bare SDK floor\n\nskipped: needs the scripted model (--mock-url)"
-    tokens = 50
+    tokens, pairs = 50, 8
     options = _sdk_floor.sdk_options(target.sdk_env, target.sdk_cwd)
     prompt = f"Floor check. {directive(tokens)}"
     cold = await repeat(
         "bare SDK, cold query()", 3, 45, lambda _: _sdk_floor.cold_query(prompt, options)
     )
-    progress = Progress("bare SDK, warm client turns", 5)
-    with trio.move_on_after(45):
-        warm = await _sdk_floor.warm_turns([prompt] * 5, options, progress)
+    # Each warm SDK turn is followed at once by the same request through the server, so the
+    # two are compared at the same moment of a machine whose load drifts.
+    served_raw: list[Timed] = []
+    served_sdk: list[Timed] = []
+    counter = iter(range(10_000))
+
+    async def through_server() -> None:
+        question = ask(f"Paired check {next(counter)}.", tokens)
+        served_raw.append(await stream_raw(target.base_url, target.api_key, target.model, question))
+        served_sdk.append(await stream_openai(target.client, target.model, question))
+
+    progress = Progress("bare SDK warm turns, each paired with clawrap", pairs)
+    warm: list[Timed] = []
+    with trio.move_on_after(60):
+        warm = await _sdk_floor.warm_turns([prompt] * pairs, options, progress, through_server)
     progress.finish()
-    rows = [
-        _row("cold query(): a new CLI process", cold, tokens),
-        _row("warm ClaudeSDKClient, /clear between", warm, tokens),
+    runs = [
+        ("cold query(): a new CLI process", cold),
+        ("warm ClaudeSDKClient, /clear between", warm),
+        ("clawrap, raw h11, right after each warm turn", served_raw),
+        ("clawrap, openai, right after each warm turn", served_sdk),
     ]
-    rows = [
-        [*r, ms(min((x.first for x in res if x.first), default=None))]
-        for r, res in zip(rows, (cold, warm), strict=True)
-    ]
+    rows = [[*_row(label, res, tokens), ms(_min_first(res))] for label, res in runs]
     out = table(
-        "Bare SDK floor (same scripted model, no server; under trio)",
-        [
-            "path",
-            "reps",
-            "text chunks",
-            "exact",
-            "first text p50 ms",
-            "whole p50 ms",
-            "first text min ms",
-        ],
+        "Bare SDK floor (same scripted model, no server; under trio) and clawrap beside it",
+        ["path", *HEADERS[1:], "first min ms"],
         rows,
     )
-    warm_first = p(warm, "first", 50)
-    if warm_first and figures.first_p50:
+    diffs = [
+        s.first - w.first
+        for w, s in zip(warm, served_raw, strict=False)
+        if w.first is not None and s.first is not None
+    ]
+    if diffs:
         out += (
-            f"\nclawrap first chunk p50 {ms(figures.first_p50)} ms vs warm SDK "
-            f"{ms(warm_first)} ms: clawrap adds {ms(figures.first_p50 - warm_first)} ms"
+            f"\nclawrap (raw h11) first chunk minus the warm SDK's first text delta, paired: "
+            f"median {ms(percentile(diffs, 50))} ms over {len(diffs)} pairs"
         )
-    errors = [r.error for r in cold + warm if r.error]
+    errors = [r.error for _, res in runs for r in res if r.error]
     if errors:
         out += f"\nerrors: {errors[:3]}"
     return out
+
+
+def _min_first(results: Sequence[Timed]) -> float | None:
+    return min((r.first for r in results if r.first is not None), default=None)
 
 
 # -- load ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ on top of the warm figure is its own cost.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -66,8 +67,14 @@ async def cold_query(prompt: str, options: ClaudeAgentOptions) -> Timed:
     return out
 
 
-async def warm_turns(prompts: list[str], options: ClaudeAgentOptions, progress: Any) -> list[Timed]:
-    """One connected client; for each prompt: ``/clear`` (untimed), then a timed turn."""
+async def warm_turns(
+    prompts: list[str],
+    options: ClaudeAgentOptions,
+    progress: Any,
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> list[Timed]:
+    """One connected client; for each prompt: ``/clear`` (untimed), then a timed turn, then
+    ``between()`` (so other measurements can be paired with each turn, moment for moment)."""
     results: list[Timed] = []
     client = ClaudeSDKClient(options)
     try:
@@ -85,6 +92,8 @@ async def warm_turns(prompts: list[str], options: ClaudeAgentOptions, progress: 
                     _take(message, out, t0)
                 out.total = time.perf_counter() - t0
             results.append(out)
+            if between is not None:
+                await between()
             progress.step()
     except Exception as exc:
         results.append(Timed(error=f"{type(exc).__name__}: {str(exc)[:120]}"))
