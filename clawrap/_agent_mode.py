@@ -20,16 +20,14 @@ is a 400 naming the header or field and the value; agent mode on a server
 without ``agent_roots`` is a 403, as is ``bypassPermissions`` unless the
 operator allowed it. :func:`parse_claude_headers` is the entry point;
 :func:`agent_sdk_options` turns the result into SDK options (the fence);
-:func:`resolve_cwd` checks (or makes) the working directory.
+:func:`~clawrap._workdir.resolve_cwd` (re-exported here) checks or makes the
+working directory.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +37,7 @@ from ._config import Settings
 from ._errors import ClawrapError, invalid_request
 from ._mcp_registry import McpRegistry
 from ._request import AgentOptions, CompletionRequest
+from ._workdir import WorkDir, bad_value, check_agent_roots, resolve_cwd
 
 MAX_TURNS = 500
 MIN_THINKING_TOKENS = 1024
@@ -108,19 +107,12 @@ class _Value:
     from_header: bool
 
 
-def _bad(where: str, value: Any, why: str) -> ClawrapError:
-    shown = value if isinstance(value, str) else json.dumps(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return invalid_request(f"Invalid {where} {shown!r}: {why}.", param=where)
-
-
 def _gather(body: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, _Value]:
     values: dict[str, _Value] = {}
     claude = body.get("claude")
     if claude is not None:
         if not isinstance(claude, dict):
-            raise _bad("claude", claude, "must be an object")
+            raise bad_value("claude", claude, "must be an object")
         unknown = sorted(set(claude) - set(_FIELDS) - {"enable_tools"})
         if unknown:
             raise invalid_request(
@@ -135,7 +127,7 @@ def _gather(body: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, _V
         raw = lowered.get(header.lower())
         if raw is not None:
             if len(raw) > _MAX_VALUE:
-                raise _bad(header, raw, f"longer than {_MAX_VALUE} characters")
+                raise bad_value(header, raw, f"longer than {_MAX_VALUE} characters")
             values[name] = _Value(raw, header, from_header=True)
     return values
 
@@ -144,21 +136,21 @@ def _int(value: _Value, low: int, high: int) -> int:
     raw = value.raw
     if value.from_header:
         if not re.fullmatch(r"\s*\d{1,9}\s*", raw):
-            raise _bad(value.where, raw, "must be a whole number")
+            raise bad_value(value.where, raw, "must be a whole number")
         number = int(raw)
     elif isinstance(raw, int) and not isinstance(raw, bool):
         number = raw
     else:
-        raise _bad(value.where, raw, "must be a whole number")
+        raise bad_value(value.where, raw, "must be a whole number")
     if not low <= number <= high:
-        raise _bad(value.where, raw, f"must be between {low} and {high}")
+        raise bad_value(value.where, raw, f"must be between {low} and {high}")
     return number
 
 
 def _choice(value: _Value, choices: tuple[str, ...]) -> str:
     raw = value.raw.strip() if isinstance(value.raw, str) else value.raw
     if not isinstance(raw, str) or raw not in choices:
-        raise _bad(value.where, value.raw, "must be one of " + ", ".join(choices))
+        raise bad_value(value.where, value.raw, "must be one of " + ", ".join(choices))
     return raw
 
 
@@ -183,19 +175,19 @@ def _names(value: _Value) -> list[str]:
         try:
             raw = json.loads(raw)
         except ValueError:
-            raise _bad(value.where, value.raw, "is not a valid JSON list") from None
+            raise bad_value(value.where, value.raw, "is not a valid JSON list") from None
     if isinstance(raw, str):
         items: Any = _split_top_level(raw)
     elif isinstance(raw, list):
         items = raw
     else:
-        raise _bad(value.where, raw, "must be a comma-separated list or a list of strings")
+        raise bad_value(value.where, raw, "must be a comma-separated list or a list of strings")
     if len(items) > _MAX_TOOLS:
-        raise _bad(value.where, value.raw, f"more than {_MAX_TOOLS} entries")
+        raise bad_value(value.where, value.raw, f"more than {_MAX_TOOLS} entries")
     names: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise _bad(value.where, item, "entries must be strings")
+            raise bad_value(value.where, item, "entries must be strings")
         if item.strip() not in names:
             names.append(item.strip())
     return names
@@ -205,7 +197,7 @@ def _tools(value: _Value) -> tuple[str, ...]:
     names = _names(value)
     for name in names:
         if not (_TOOL.match(name) or _MCP_TOOL.match(name)):
-            raise _bad(
+            raise bad_value(
                 value.where, name, "is not a tool name (Name, Name(rule) or mcp__server__tool)"
             )
     return tuple(names)
@@ -222,7 +214,7 @@ def _thinking(value: _Value) -> ThinkingMode:
         return "disabled"
     if word == "adaptive":
         return "adaptive"
-    raise _bad(value.where, raw, "must be true, false, enabled, disabled or adaptive")
+    raise bad_value(value.where, raw, "must be true, false, enabled, disabled or adaptive")
 
 
 def _enable_tools(body: Mapping[str, Any], values: Mapping[str, _Value]) -> bool | None:
@@ -231,7 +223,7 @@ def _enable_tools(body: Mapping[str, Any], values: Mapping[str, _Value]) -> bool
     said += [values["enable_tools"]] if "enable_tools" in values else []
     for value in said:
         if not isinstance(value.raw, bool):
-            raise _bad(value.where, value.raw, "must be true or false")
+            raise bad_value(value.where, value.raw, "must be true or false")
     return any(v.raw for v in said) if said else None
 
 
@@ -262,7 +254,7 @@ def parse_claude_headers(
         budget = _int(values["max_thinking_tokens"], MIN_THINKING_TOKENS, MAX_THINKING_TOKENS)
         if thinking == "disabled":
             where = values["max_thinking_tokens"].where
-            raise _bad(where, values["max_thinking_tokens"].raw, "thinking is disabled")
+            raise bad_value(where, values["max_thinking_tokens"].raw, "thinking is disabled")
         thinking = thinking or "enabled"
     if thinking in ("enabled", "adaptive") and budget is None:
         budget = DEFAULT_THINKING_BUDGET
@@ -309,7 +301,7 @@ def _agent(values: Mapping[str, _Value], settings: Settings, mcp: McpRegistry) -
         where = values["allowed_tools"].where
         is_mcp = name.startswith("mcp__")
         if is_mcp and not _in_servers(name, servers):
-            raise _bad(where, name, "names a tool of no MCP server listed in mcp_servers")
+            raise bad_value(where, name, "names a tool of no MCP server listed in mcp_servers")
         if not is_mcp and "(" in name and not settings.agent_allow_bypass:
             # A rule such as Read(/etc/**) or Bash(curl:*) approves calls outside the fence.
             raise ClawrapError(
@@ -323,7 +315,7 @@ def _agent(values: Mapping[str, _Value], settings: Settings, mcp: McpRegistry) -
     if "cwd" in values:
         value = values["cwd"]
         if not isinstance(value.raw, str):
-            raise _bad(value.where, value.raw, "must be a string")
+            raise bad_value(value.where, value.raw, "must be a string")
         cwd = value.raw
         resolve_cwd(cwd, settings, param=value.where).cleanup()
     max_turns = _int(values["max_turns"], 1, MAX_TURNS) if "max_turns" in values else None
@@ -335,64 +327,6 @@ def _agent(values: Mapping[str, _Value], settings: Settings, mcp: McpRegistry) -
         permission_mode=mode,
         mcp_servers=servers,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class WorkDir:
-    """An agent run's working directory; a temporary one goes away on :meth:`cleanup`."""
-
-    path: Path
-    temporary: bool = False
-
-    def cleanup(self) -> None:
-        """Remove a temporary directory (and what the run left in it); idempotent."""
-        if self.temporary:
-            shutil.rmtree(self.path, ignore_errors=True)
-
-
-def check_agent_roots(settings: Settings) -> tuple[Path, ...]:
-    """The agent roots, resolved, for start-up. SystemExit names a root that is unusable."""
-    roots = []
-    for root in settings.agent_roots:
-        if not os.path.isabs(root):
-            raise SystemExit(f"clawrap: CLAWRAP_AGENT_ROOTS entry {root!r} is not absolute")
-        path = Path(root)
-        if not path.is_dir():
-            raise SystemExit(f"clawrap: CLAWRAP_AGENT_ROOTS entry {root!r} is not a directory")
-        roots.append(path.resolve(strict=True))
-    return tuple(roots)
-
-
-def _roots(settings: Settings) -> list[Path]:
-    # Resolved on every call: a root that is itself a symlink counts as its target.
-    return [Path(os.path.realpath(r)) for r in settings.agent_roots if os.path.isabs(r)]
-
-
-def resolve_cwd(requested: str | None, settings: Settings, *, param: str = "cwd") -> WorkDir:
-    """The directory an agent run works in.
-
-    ``requested`` must be absolute and, once symlinks and ``..`` are resolved,
-    lie inside one of ``settings.agent_roots`` (400 naming ``param`` otherwise).
-    Containment is checked before existence, so the answer never tells whether
-    a path outside the roots exists. None gives a fresh private (0700)
-    temporary directory; call :meth:`WorkDir.cleanup` when the run ends.
-    """
-    if requested is None:
-        return WorkDir(Path(tempfile.mkdtemp(prefix="clawrap-agent-")), temporary=True)
-    if not requested or "\x00" in requested or len(requested) > 4096:
-        raise _bad(param, requested, "is not a usable path")
-    if not os.path.isabs(requested):
-        raise _bad(param, requested, "must be an absolute path")
-    real = Path(os.path.realpath(requested))
-    if not any(real == root or real.is_relative_to(root) for root in _roots(settings)):
-        raise _bad(param, requested, "is not inside a directory this server allows")
-    try:
-        path = Path(requested).resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, a symlink loop, no permission
-        raise _bad(param, requested, "does not exist") from None
-    if path != real or not path.is_dir():
-        raise _bad(param, requested, "is not a directory")
-    return WorkDir(path)
 
 
 def parse_agent_request(
