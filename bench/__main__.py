@@ -28,6 +28,7 @@ from ._target import Target
 
 SCENARIOS = ("overhead", "stream", "floor", "load", "drop", "cost", "chat")
 WARM_LIMIT = 30.0
+WARM_ROUNDS = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,9 +108,19 @@ async def warm_up(target: Target) -> str:
                     break
                 await trio.sleep(0.05)
         lines.append(f"pool ready {time.perf_counter() - t0:.2f} s after /health: {pool}")
-    for i in range(3):
-        messages = _latency.ask(f"Warm-up {i}.", 5)
-        await stream_openai(target.client, target.model, messages)
+    # Rounds of untimed requests until one round makes the pool start nothing new: the
+    # pool adapts to demand, and its process starts must not land in the first scenario.
+    for round_ in range(WARM_ROUNDS):
+        before = (await target.pool() or {}).get("spawned")
+        for i in range(3):
+            messages = _latency.ask(f"Warm-up {round_}.{i}.", 5)
+            await stream_openai(target.client, target.model, messages)
+        await settle(target)
+        if before is None or (await target.pool() or {}).get("spawned") == before:
+            break
+    final = await target.pool()
+    if final is not None:
+        lines.append(f"after {round_ + 1} warm-up round(s) of 3 requests: {final}")
     return "\n".join(lines)
 
 
@@ -188,12 +199,19 @@ async def run_scenarios(target: Target, only: Sequence[str]) -> None:
         if name not in only:
             continue
         await settle(target)
+        pool_before = await target.pool()
         t0 = time.perf_counter()
         try:
             emit(await steps[name]())
         except Exception as exc:  # one broken scenario must not hide the others' figures
             emit(f"\n## {name}\n\nFAILED: {type(exc).__name__}: {exc}")
-        note(f"  ({name}: {time.perf_counter() - t0:.1f} s)")
+        took = time.perf_counter() - t0
+        pool = await target.pool()
+        if pool is not None and pool_before is not None:
+            spawned = pool.get("spawned", 0) - pool_before.get("spawned", 0)
+            note(f"  ({name}: {took:.1f} s; clawrap spawned {spawned} CLI processes; pool {pool})")
+        else:
+            note(f"  ({name}: {took:.1f} s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
