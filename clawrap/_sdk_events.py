@@ -10,6 +10,12 @@ ignored, except for a message no stream event announced (the CLI fell back to
 a non-streaming call), whose content is emitted whole. The ``ResultMessage``
 ends the turn: :class:`~clawrap._events.Usage`, then
 :class:`~clawrap._events.Finished`, or a :class:`~clawrap._errors.ClawrapError`.
+
+In agent mode one run spans several model messages: Claude Code calls its own
+tools and carries on. Their calls and results become
+:class:`~clawrap._events.AgentProgress` (never client tool calls), text keeps
+streaming across the messages, and the CLI's ``init`` report (its tool list,
+its MCP servers' status) is kept in :attr:`TurnTranslator.init`.
 """
 
 from __future__ import annotations
@@ -21,15 +27,20 @@ from claude_agent_sdk import (
     AssistantMessage,
     ResultMessage,
     StreamEvent,
+    SystemMessage,
     TextBlock,
     ThinkingBlock,
+    ToolResultBlock,
     ToolUseBlock,
+    UserMessage,
 )
 from claude_agent_sdk.types import Message
 
+from ._agent_progress import tool_result_progress, tool_use_progress
 from ._client_tools import ClientTools
 from ._errors import ClawrapError
 from ._events import (
+    AgentProgress,
     Event,
     Finished,
     FinishReason,
@@ -89,11 +100,20 @@ class TurnTranslator:
 
     ``tools`` names the client tools of the run: tool calls to them become
     ToolCallStart/ToolCallDelta with the client's own name; calls to anything
-    else (Claude Code's own tools) are not the client's business and are dropped.
+    else (Claude Code's own tools) are not the client's business: dropped, or in
+    agent mode (``agent``; ``cwd`` shortens paths in notes) reported as progress.
     """
 
-    def __init__(self, tools: ClientTools | None = None) -> None:
+    def __init__(
+        self, tools: ClientTools | None = None, *, agent: bool = False, cwd: str | None = None
+    ) -> None:
         self._tools = tools
+        self._agent = agent
+        self._cwd = cwd
+        self._agent_calls: dict[str, str] = {}  # Claude Code's own tool call id -> tool name
+        self._after_progress = False  # the last content event was a progress note
+        self._text_sent = False
+        self.init: dict[str, Any] | None = None  # the CLI's system/init report, once seen
         self._single_call = bool(getattr(tools, "single_call", False))
         self._tool_index: dict[int, int] = {}  # upstream block index -> our tool call index
         self._tool_calls = 0
@@ -134,19 +154,66 @@ class TurnTranslator:
         """The events ``message`` produces. Raises ClawrapError when the turn failed."""
         if isinstance(message, ResultMessage):
             return self._result(message)
-        if self.message_stopped:
+        if isinstance(message, SystemMessage):
+            if message.subtype == "init" and isinstance(message.data, dict):
+                self.init = message.data
+            return []
+        if self.message_stopped and not self._agent:
             # One model message per completion. Whatever the CLI does after it (it
             # answers max_tokens with a continuation request) is not the client's.
             return []
         if isinstance(message, StreamEvent):
             events = self._stream_event(message) if message.parent_tool_use_id is None else []
         elif isinstance(message, AssistantMessage):
-            events = self._assistant(message)
+            events = self._agent_tool_uses(message) + self._assistant(message)
+        elif isinstance(message, UserMessage) and self._agent:
+            events = self._agent_results(message)
         else:
             return []
         if events:
             self.content_sent = True
+        return self._spaced(events) if self._agent else events
+
+    # -- agent mode
+
+    def _agent_tool_uses(self, message: AssistantMessage) -> list[Event]:
+        """Claude Code's own tool calls in ``message``, as progress (each call once)."""
+        if not self._agent or message.parent_tool_use_id is not None:
+            return []
+        events: list[Event] = []
+        for block in message.content:
+            if (
+                isinstance(block, ToolUseBlock)
+                and self._client_name(block.name) is None
+                and block.id not in self._agent_calls
+            ):
+                self._agent_calls[block.id] = block.name
+                events.append(tool_use_progress(block.id, block.name, block.input, self._cwd))
         return events
+
+    def _agent_results(self, message: UserMessage) -> list[Event]:
+        if message.parent_tool_use_id is not None or not isinstance(message.content, list):
+            return []
+        events: list[Event] = []
+        for block in message.content:
+            if isinstance(block, ToolResultBlock) and block.tool_use_id in self._agent_calls:
+                name = self._agent_calls[block.tool_use_id]
+                error = bool(block.is_error)
+                events.append(tool_result_progress(block.tool_use_id, name, block.content, error))
+        return events
+
+    def _spaced(self, events: list[Event]) -> list[Event]:
+        """Text after tool notes starts a new paragraph, so the turns' text does not run on."""
+        out: list[Event] = []
+        for event in events:
+            if isinstance(event, TextDelta):
+                if self._after_progress and self._text_sent:
+                    event = TextDelta("\n\n" + event.text.lstrip("\n"))
+                self._after_progress, self._text_sent = False, True
+            elif isinstance(event, AgentProgress):
+                self._after_progress = True
+            out.append(event)
+        return out
 
     # -- stream events
 
@@ -160,6 +227,10 @@ class TurnTranslator:
         if kind == "message_stop":
             self.message_stopped = True
         elif kind == "message_start":
+            if self._agent:
+                # The next model message of the run: it ends on its own stop reason.
+                self.message_stopped = False
+                self._stop_reason = self._stop_sequence = None
             msg = ev.get("message")
             if isinstance(msg, dict) and isinstance(msg.get("id"), str):
                 self._streamed_ids.add(msg["id"])

@@ -10,6 +10,13 @@ The options keep the CLI lean and inert: no built-in tools, no settings files,
 no project MCP servers, a plain-string system prompt (anything else is
 silently dropped by the SDK), one model turn per completion, thinking off
 unless asked for, and a neutral empty working directory.
+
+Agent mode (:meth:`OptionsBuilder.agent_spec`) is the exception: Claude Code's
+own system prompt (the request's system text appended), the tools, approvals,
+permission mode, MCP servers and working directory of
+:func:`~clawrap._agent_mode.agent_sdk_options`, and as many model turns as
+the request allows. Settings files and project MCP servers stay off: the
+fence is the CLI's own permission check, and a user's allow-rules would widen it.
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions
 
+from ._agent_mode import agent_sdk_options
 from ._client_tools import ClientTools
 from ._config import Settings
 from ._errors import invalid_request
+from ._mcp_registry import McpRegistry
 from ._request import CompletionRequest
 
 log = logging.getLogger("clawrap.cli")
@@ -63,6 +73,9 @@ class SpawnSpec:
     # Read by the CLI only while it starts (e.g. to continue a resumed turn), so
     # like ``resume`` it does not make a process different once reset.
     extra_env: tuple[tuple[str, str], ...] = ()
+    # Agent mode: the keyword arguments of agent_sdk_options. Agent processes are
+    # spawned for one run and never pooled, so this is not part of the key.
+    agent: dict[str, Any] | None = field(default=None, compare=False)
 
     def options(self) -> ClaudeAgentOptions:
         """Fresh ``ClaudeAgentOptions`` for spawning a process of this spec."""
@@ -73,16 +86,30 @@ class SpawnSpec:
             else {"type": "disabled"}
         )
         tools = self.tools
+        mcp_servers: dict[str, Any] = dict(tools.mcp_servers) if tools else {}
+        allowed = list(tools.allowed_tools) if tools else []
+        system_prompt: Any = key.system_prompt
+        agent: dict[str, Any] = {"tools": [], "max_turns": 1}
+        if self.agent is not None:
+            # Claude Code itself: its own prompt, tools and fence, the client's tools beside.
+            system_prompt = {"type": "preset", "preset": "claude_code"}
+            if key.system_prompt:
+                system_prompt["append"] = key.system_prompt
+            mcp_servers = dict(self.agent["mcp_servers"]) | mcp_servers
+            allowed = list(self.agent["allowed_tools"]) + allowed
+            agent = {
+                "tools": list(self.agent["tools"]),
+                "disallowed_tools": list(self.agent["disallowed_tools"]),
+                "max_turns": self.agent.get("max_turns"),
+            }
         return ClaudeAgentOptions(
-            tools=[],
             setting_sources=[],
             strict_mcp_config=True,
-            system_prompt=key.system_prompt,
+            system_prompt=system_prompt,
             include_partial_messages=True,
             model=self.model,
             thinking=thinking,  # type: ignore[arg-type]
             effort=key.effort,  # type: ignore[arg-type]
-            max_turns=1,
             cwd=key.cwd,
             env=dict(key.env) | dict(self.extra_env),
             cli_path=self.cli_path,
@@ -90,10 +117,11 @@ class SpawnSpec:
             # The CLI continues in a new session file, so ours can go right after spawn.
             fork_session=self.resume is not None,
             permission_mode=key.permission_mode,  # type: ignore[arg-type]
-            mcp_servers=dict(tools.mcp_servers) if tools else {},
-            allowed_tools=list(tools.allowed_tools) if tools else [],
+            mcp_servers=mcp_servers,
+            allowed_tools=allowed,
             hooks=dict(tools.hooks) if tools and tools.hooks else None,  # type: ignore[arg-type]
             stderr=_log_stderr,
+            **agent,
         )
 
     def without_resume(self) -> SpawnSpec:
@@ -131,6 +159,31 @@ class OptionsBuilder:
             model=self.settings.default_model,
             cli_path=self.settings.cli_path,
         )
+
+    def agent_spec(
+        self,
+        request: CompletionRequest,
+        cwd: Path,
+        mcp: McpRegistry,
+        tools: ClientTools | None = None,
+        resume: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> SpawnSpec:
+        """The spec of an agent-mode request (``request.agent`` set) working in ``cwd``."""
+        assert request.agent is not None
+        agent = agent_sdk_options(request.agent, cwd, mcp)
+        base = self.spec(request, tools, resume, extra_env)
+        system = request.system or ""
+        suffix = getattr(tools, "system_suffix", "") if tools else ""
+        if suffix:
+            system = f"{system}\n\n{suffix}" if system else suffix
+        key = replace(
+            base.key,
+            system_prompt=system,
+            permission_mode=agent["permission_mode"],
+            cwd=agent["cwd"],
+        )
+        return replace(base, key=key, agent=agent)
 
     def spec(
         self,
