@@ -1,33 +1,40 @@
-"""The one owner of Claude Code CLI processes: spawning, warming, reusing and reaping.
+"""The one owner of Claude Code CLI processes: spawning, warming, reusing, parking, reaping.
 
-A :class:`CliProcess` is one connected ``ClaudeSDKClient``. The
-:class:`ProcessPool` hands processes to requests by :class:`SpawnKey`: a warm
-idle process with the same key when there is one (its conversation was cleared
-with ``/clear`` after its last use, and ``set_model`` switches its model), else
-a freshly spawned one. Released processes are reset in the background and kept
-for reuse, or disconnected. A background task keeps ``pool_size`` processes
-warm for the default key and for keys seen recently, expires idle ones and
-replaces dead ones; requests never wait for it.
+The :class:`ProcessPool` hands processes (:class:`~clawrap._cli_process.CliProcess`)
+to requests by :class:`SpawnKey`: a warm idle process with the same key when
+there is one (its conversation was cleared with ``/clear`` after its last use,
+and ``set_model`` switches its model), else a freshly spawned one. Released
+processes are reset in the background and kept for reuse, or disconnected. A
+background task keeps ``pool_size`` processes warm for the default key and for
+keys seen recently, expires idle ones and replaces dead ones; requests never
+wait for it.
 
-Nothing else in clawrap touches a CLI process. Every disconnect runs under a
-shield, and a process still in a turn is interrupted first, so it exits within
-a fraction of a second instead of waiting out the SDK's stdin grace period.
+Parking (implicit continuation): a process whose turn ended normally can be
+*parked* instead, its conversation intact, under the fingerprint of that
+conversation (:func:`~clawrap._conversation.conversation_key`). A later request
+whose history extends exactly that conversation takes it with
+:meth:`ProcessPool.take_parked` and sends only its new message: the process is
+warm and the upstream prompt cache still matches. At most ``pool_parked``
+processes are parked; they count against ``pool_max`` and the memory budget,
+the oldest is reset into the idle set when one more is parked, and parked ones
+are the first to go when room is needed (reset and handed over when their key
+fits, else closed). They expire like idle ones.
+
+Nothing else in clawrap touches a CLI process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
 import trio
-from claude_agent_sdk import ClaudeSDKClient, ConversationResetMessage, ResultMessage
-from claude_agent_sdk.types import Message
 
+from ._cli_process import CliProcess, spawn_process
 from ._config import Settings
 from ._errors import ClawrapError
 from ._sdk_errors import map_exceptions
@@ -36,177 +43,12 @@ from ._sdk_options import SpawnKey, SpawnSpec
 log = logging.getLogger("clawrap.processes")
 
 PROCESS_MB = 230  # resident memory of one CLI process
-SPAWN_TIMEOUT = 60.0  # connect() includes the CLI's own start-up
-RESET_TIMEOUT = 0.8  # interrupt + drain + /clear; normally ~40 ms
-INTERRUPT_TIMEOUT = 0.3
 SET_MODEL_TIMEOUT = 10.0  # may validate the model with a tiny upstream call
 RETRY_BACKOFF = 5.0  # after a failed warm spawn
 MAX_RECENT_KEYS = 8
 EXTRA_IDLE_EXPIRY = 60.0  # idle processes beyond a key's target go sooner
 
 State = Literal["idle", "midturn", "broken"]
-
-
-class CliProcess:
-    """One connected CLI process and the little the pool needs to know about it."""
-
-    def __init__(self, spec: SpawnSpec, client: ClaudeSDKClient) -> None:
-        self.key: SpawnKey = spec.key
-        self.model = spec.model
-        self.client = client
-        self.reused = False
-        self.in_turn = False  # a message was sent whose ResultMessage was not read yet
-        self.idle_since = trio.current_time()
-        self._closed = False
-        self._messages: AsyncIterator[Message] | None = None
-        process = getattr(getattr(client, "_transport", None), "_process", None)
-        self._process: Any = process
-        self.pid: int | None = getattr(process, "pid", None)
-
-    @property
-    def alive(self) -> bool:
-        if self._closed:
-            return False
-        if self._process is None:
-            return True
-        return self._process.returncode is None
-
-    async def receive(self) -> Message | None:
-        """The next message from the CLI, or None when its output ended.
-
-        One generator is kept across calls. A cancelled or failed receive ends
-        that generator (the exception passes through it); the next call starts
-        a new one over the same underlying stream, so nothing is lost.
-        """
-        if self._messages is None:
-            self._messages = self.client.receive_messages()
-        try:
-            message = await self._messages.__anext__()
-        except StopAsyncIteration:
-            self._messages = None
-            self._closed = True
-            return None
-        except BaseException:
-            self._messages = None
-            raise
-        if isinstance(message, ResultMessage):
-            self.in_turn = False
-        return message
-
-    async def send(self, content: list[dict[str, Any]] | str, *, verbatim: bool = True) -> None:
-        """Send one user message. ``verbatim`` delivers it as written.
-
-        Client text always goes verbatim (``client_composed``): no slash
-        commands and no ``@file`` expansion. Only the pool's own ``/clear``
-        is sent without it, so that it dispatches.
-        """
-        message: dict[str, Any] = {
-            "type": "user",
-            "message": {"role": "user", "content": content},
-            "parent_tool_use_id": None,
-            "session_id": "default",
-        }
-        if verbatim:
-            message["client_composed"] = True
-
-        async def one() -> AsyncIterator[dict[str, Any]]:
-            yield message
-
-        self.in_turn = True
-        await self.client.query(one())
-
-    async def interrupt(self) -> None:
-        await self.client.interrupt()
-
-    async def set_model(self, model: str) -> None:
-        if model != self.model:
-            await self.client.set_model(model)
-            self.model = model
-
-    async def finish_turn(self) -> ResultMessage | None:
-        """Read and drop messages up to the end of the current turn."""
-        while True:
-            message = await self.receive()
-            if message is None:
-                return None
-            if isinstance(message, ResultMessage):
-                return message
-
-    async def reset(self) -> bool:
-        """Bring the process back to an empty conversation. False if it could not.
-
-        A turn still running is interrupted and drained first; then ``/clear``
-        must answer with a ConversationResetMessage and a ResultMessage.
-        """
-        with trio.move_on_after(RESET_TIMEOUT):
-            try:
-                if self.in_turn:
-                    await self.interrupt()
-                    if await self.finish_turn() is None:
-                        return False
-                await self.send("/clear", verbatim=False)
-                was_reset = False
-                while True:
-                    message = await self.receive()
-                    if message is None:
-                        return False
-                    if isinstance(message, ConversationResetMessage):
-                        was_reset = True
-                    elif isinstance(message, ResultMessage):
-                        return was_reset and not message.is_error
-            except Exception:
-                log.warning("resetting CLI process %s failed", self.pid, exc_info=True)
-                return False
-        return False
-
-    async def close(self, *, force: bool = False) -> None:
-        """End the process. Safe to call twice; never raises; shielded.
-
-        ``force`` terminates it at once (its owner may be reading it right now).
-        """
-        with trio.CancelScope(shield=True):
-            if force and self.alive:
-                self._terminate()
-            if self.in_turn and self.alive:
-                # Without this, closing stdin mid-turn waits out a 5 s grace.
-                with trio.move_on_after(INTERRUPT_TIMEOUT):
-                    try:
-                        await self.interrupt()
-                        await self.finish_turn()
-                    except Exception:
-                        pass
-                if self.in_turn and self.alive:
-                    self._terminate()
-            self._closed = True
-            try:
-                await self.client.disconnect()
-            except Exception:
-                log.warning("disconnecting CLI process %s failed", self.pid, exc_info=True)
-            # The held generator is parked at a yield; let it finish on the closed
-            # stream instead of being collected half-way (a ResourceWarning).
-            if self._messages is not None:
-                with contextlib.suppress(BaseException):
-                    await self._messages.__anext__()
-                self._messages = None
-
-    def _terminate(self) -> None:
-        with contextlib.suppress(ProcessLookupError, AttributeError):
-            self._process.terminate()
-
-
-async def spawn_process(spec: SpawnSpec) -> CliProcess:
-    """Start and connect a CLI process. Raises ClawrapError (503) if it cannot start."""
-    client = ClaudeSDKClient(spec.options())
-    try:
-        with map_exceptions("start"), trio.fail_after(SPAWN_TIMEOUT):
-            await client.connect()
-    except BaseException:
-        with trio.CancelScope(shield=True):
-            await client.disconnect()
-        raise
-    proc = CliProcess(spec, client)
-    log.debug("spawned CLI process %s", proc.pid)
-    return proc
 
 
 @dataclass(slots=True)
