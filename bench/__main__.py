@@ -115,25 +115,13 @@ async def warm_up(target: Target) -> str:
         for i in range(3):
             messages = _latency.ask(f"Warm-up {round_}.{i}.", 5)
             await stream_openai(target.client, target.model, messages)
-        await settle(target)
+        await target.settle()
         if before is None or (await target.pool() or {}).get("spawned") == before:
             break
     final = await target.pool()
     if final is not None:
         lines.append(f"after {round_ + 1} warm-up round(s) of 3 requests: {final}")
     return "\n".join(lines)
-
-
-async def settle(target: Target, limit: float = 10.0) -> None:
-    """Let the previous scenario's aftermath (process resets, warming) finish first."""
-    if not target.has_pool:
-        return
-    with trio.move_on_after(limit):
-        while True:
-            pool = await target.pool() or {}
-            if pool.get("busy", 0) == 0 and pool.get("starting", 0) == 0:
-                return
-            await trio.sleep(0.05)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -198,7 +186,7 @@ async def run_scenarios(target: Target, only: Sequence[str]) -> None:
     for name in SCENARIOS:
         if name not in only:
             continue
-        await settle(target)
+        await target.settle()
         pool_before = await target.pool()
         t0 = time.perf_counter()
         try:

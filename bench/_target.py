@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import openai
+import trio
 
 from ._client import make_openai
 from ._procs import Watcher
@@ -49,6 +50,17 @@ class Target:
         self.has_pool = await self.pool() is not None
         if self.mock_url:
             self.has_tally = await self.streams() is not None
+
+    async def settle(self, limit: float = 10.0) -> None:
+        """Let earlier requests' aftermath (process resets, warming) finish before measuring."""
+        if not self.has_pool:
+            return
+        with trio.move_on_after(limit):
+            while True:
+                pool = await self.pool() or {}
+                if pool.get("busy", 0) == 0 and pool.get("starting", 0) == 0:
+                    return
+                await trio.sleep(0.05)
 
     async def aclose(self) -> None:
         await self.client.close()
