@@ -11,6 +11,20 @@ by a fresh one and the run retried once, invisibly.
 ``halt`` interrupts the turn and waits briefly for its usage. Cancellation
 leaves the process either reset for reuse or ended: the release runs under a
 shield in a ``finally``.
+
+Implicit continuation: a turn that ends normally (``end_turn``, not halted)
+parks its process in the pool under the key of the conversation it now holds
+(the request's turns plus the reply). A request whose earlier turns are exactly
+that conversation (same system prompt, same spawn key) is served by it with
+only its new user message: warm, and the upstream prompt cache intact. Only
+plain user messages can be fed to a live process: a tool-loop follow-up (tool
+results) goes through the transcript, since the CLI drops ``tool_result``
+blocks from a sent message; a turn that ends in client tool calls is therefore
+never parked.
+
+Agent-mode requests (``request.agent``) go to the
+:class:`~clawrap._agent_runner.AgentRunner` instead: a process of their own,
+never pooled.
 """
 
 from __future__ import annotations
@@ -21,21 +35,25 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from ._agent_runner import AgentRunner
 from ._client_tools import ClientTools, build_client_tools
 from ._config import Settings
+from ._conversation import ReplyRecorder, conversation_key
 from ._errors import ClawrapError
 from ._events import Event, Finished
+from ._mcp_registry import McpRegistry
 from ._processes import CliProcess, ProcessPool, State
-from ._request import CompletionRequest
+from ._request import CompletionRequest, ToolResultPart, Turn
 from ._sdk_errors import map_exceptions
 from ._sdk_events import TurnTranslator
 from ._sdk_options import OptionsBuilder, SpawnSpec
-from ._transcript import plan_history
+from ._transcript import plan_history, split_history
 
 log = logging.getLogger("clawrap.backend")
 
@@ -49,7 +67,8 @@ class ClaudeBackend:
 
     ``cli_env`` is extra environment for the CLI (the offline mode points
     ``ANTHROPIC_BASE_URL`` at the scripted model through it); the CLI otherwise
-    inherits the server's environment.
+    inherits the server's environment. ``mcp`` is the operator's MCP servers
+    (default: loaded from ``settings.mcp_config``) that agent runs may use.
 
     Lifecycle: call :meth:`start` with a nursery that outlives the backend to
     warm processes and reset them in the background (or use
@@ -57,8 +76,15 @@ class ClaudeBackend:
     :meth:`start` every run still works, cold.
     """
 
-    def __init__(self, settings: Settings, *, cli_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        cli_env: Mapping[str, str] | None = None,
+        mcp: McpRegistry | None = None,
+    ) -> None:
         self.settings = settings
+        self.mcp = mcp if mcp is not None else McpRegistry.load(settings)
         self._cwd = tempfile.mkdtemp(prefix="clawrap-cwd-")
         self._options = OptionsBuilder(settings, cli_env, self._cwd)
         self.pool = ProcessPool(settings, self._options.default_spec())
@@ -68,6 +94,7 @@ class ClaudeBackend:
             or str(Path.home() / ".claude")
         )
         self.config_dir = Path(config_dir)
+        self.agent = AgentRunner(settings, self._options, self.config_dir, self.mcp)
 
     @property
     def cwd(self) -> str:
@@ -80,11 +107,16 @@ class ClaudeBackend:
 
     async def aclose(self) -> None:
         """End every CLI process and remove the working directory."""
+        await self.agent.aclose()
         await self.pool.aclose()
         shutil.rmtree(self._cwd, ignore_errors=True)
 
     def status(self) -> dict[str, Any]:
-        return self.pool.status()
+        return self.pool.status() | self.agent.status()
+
+    def agent_tools(self) -> dict[str, Any]:
+        """What agent mode offers, for ``GET /v1/tools``."""
+        return self.agent.tools()
 
     async def run(
         self,
@@ -92,7 +124,12 @@ class ClaudeBackend:
         events: trio.MemorySendChannel[Event],
         halt: trio.Event,
     ) -> None:
+        if request.agent is not None:
+            await self.agent.run(request, events, halt)
+            return
         tools = build_client_tools(request)
+        if await self._continue(request, tools, events, halt):
+            return
         plan = plan_history(request, self.config_dir, self._cwd)
         try:
             spec = self._options.spec(request, tools, plan.resume, getattr(plan, "env", None))
@@ -101,11 +138,41 @@ class ClaudeBackend:
                 raise ClawrapError(
                     "invalid_request", "The message has no content.", param="messages"
                 )
-            await self._run_spec(spec, content, tools, events, halt)
+            await self._run_spec(spec, content, tools, events, halt, request)
         finally:
             cleanup = getattr(plan, "cleanup", None)
             if cleanup is not None:
                 cleanup()
+
+    async def _continue(
+        self,
+        request: CompletionRequest,
+        tools: ClientTools | None,
+        events: trio.MemorySendChannel[Event],
+        halt: trio.Event,
+    ) -> bool:
+        """Serve ``request`` on the parked process that holds its earlier turns, sending only
+        the new message. False when there is none, or it failed before any output."""
+        held = continuation_point(request.turns)
+        if held is None:
+            return False
+        split_history(request)  # the transcript path's 400s, before a process is taken
+        try:
+            _, prompt = split_history(replace(request, turns=request.turns[held:]))
+        except ClawrapError:
+            return False  # e.g. an empty message: the transcript path says what is wrong
+        content = prompt["content"] if prompt is not None else None
+        if not isinstance(content, list):
+            return False
+        spec = self._options.spec(request, tools)
+        key = conversation_key(request.system or None, request.turns[:held])
+        proc = await self.pool.take_parked(spec, key)
+        if proc is None:
+            return False
+        if await self._attempt(proc, content, tools, events, halt, request):
+            log.info("parked CLI process %s failed; continuing from a transcript", proc.pid)
+            return False
+        return True
 
     async def _run_spec(
         self,
@@ -114,37 +181,50 @@ class ClaudeBackend:
         tools: ClientTools | None,
         events: trio.MemorySendChannel[Event],
         halt: trio.Event,
+        request: CompletionRequest,
     ) -> None:
         """Run on a pooled process; once more on a fresh one if a reused one broke silently."""
-        fresh = False
-        while True:
-            proc = await self.pool.acquire(spec, fresh=fresh)
-            translator = TurnTranslator(tools)
-            state: State = "broken"
-            try:
-                state = await self._drive(proc, content, translator, events, halt)
-                return
-            except ClawrapError as exc:
-                if exc.code in RETRYABLE:
-                    state = "broken"
-                else:
-                    state = "idle" if translator.done else "midturn"
-                if (
-                    proc.reused
-                    and not fresh
-                    and not translator.content_sent
-                    and exc.code in RETRYABLE
-                ):
-                    log.info("reused CLI process %s failed; retrying on a fresh one", proc.pid)
-                    fresh = True
-                    continue
-                raise
-            except BaseException:
-                state = "idle" if translator.done else "midturn"
-                raise
-            finally:
-                with trio.CancelScope(shield=True):
+        proc = await self.pool.acquire(spec)
+        if await self._attempt(proc, content, tools, events, halt, request):
+            log.info("reused CLI process %s failed; retrying on a fresh one", proc.pid)
+            proc = await self.pool.acquire(spec, fresh=True)
+            await self._attempt(proc, content, tools, events, halt, request, retry=False)
+
+    async def _attempt(
+        self,
+        proc: CliProcess,
+        content: str | list[Any] | None,
+        tools: ClientTools | None,
+        events: trio.MemorySendChannel[Event],
+        halt: trio.Event,
+        request: CompletionRequest,
+        *,
+        retry: bool = True,
+    ) -> bool:
+        """One turn on ``proc``, which is then parked or released. True when the turn should
+        be run again elsewhere: a reused process failed before any output."""
+        translator = TurnTranslator(tools)
+        recorder = ReplyRecorder()
+        state: State = "broken"
+        try:
+            state = await self._drive(proc, content, translator, events, halt, recorder)
+            return False
+        except ClawrapError as exc:
+            retryable = exc.code in RETRYABLE
+            state = "broken" if retryable else "idle" if translator.done else "midturn"
+            if retry and retryable and proc.reused and not translator.content_sent:
+                return True
+            raise
+        except BaseException:
+            state = "idle" if translator.done else "midturn"
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                held = parking_key(request, recorder) if state == "idle" else None
+                if held is None or halt.is_set():
                     await self.pool.release(proc, state)
+                else:
+                    await self.pool.park(proc, held)
 
     async def _drive(
         self,
@@ -153,6 +233,7 @@ class ClaudeBackend:
         translator: TurnTranslator,
         events: trio.MemorySendChannel[Event],
         halt: trio.Event,
+        recorder: ReplyRecorder,
     ) -> State:
         """Send the message and pump the turn. Returns the process's state after it."""
         if content is None:
@@ -167,7 +248,7 @@ class ClaudeBackend:
             nursery.start_soon(self._watch_halt, halt, proc, reader)
             try:
                 with reader:
-                    await self._pump(proc, translator, events, halt, reader)
+                    await self._pump(proc, translator, events, halt, reader, recorder)
             except ClawrapError as exc:
                 error = exc
             finally:
@@ -186,6 +267,7 @@ class ClaudeBackend:
         events: trio.MemorySendChannel[Event],
         halt: trio.Event,
         reader: trio.CancelScope,
+        recorder: ReplyRecorder,
     ) -> None:
         tool_deadline_set = interrupted = False
         while True:
@@ -202,6 +284,7 @@ class ClaudeBackend:
                 continue
             for event in out:
                 await events.send(event)
+                recorder.feed(event)
             if translator.done:
                 return
             if translator.needs_interrupt and not interrupted:
@@ -228,6 +311,26 @@ class ClaudeBackend:
                     await proc.interrupt()
                 except Exception:
                     log.debug("interrupt after halt failed", exc_info=True)
+
+
+def continuation_point(turns: tuple[Turn, ...]) -> int | None:
+    """Where a request's new message starts when a live process could take it alone: after
+    the last assistant turn, with only user turns and no tool results after it."""
+    last = max((i for i, t in enumerate(turns) if t.role == "assistant"), default=None)
+    if last is None or last == len(turns) - 1:
+        return None
+    if any(isinstance(p, ToolResultPart) for t in turns[last + 1 :] for p in t.parts):
+        return None
+    return last + 1
+
+
+def parking_key(request: CompletionRequest, recorder: ReplyRecorder) -> str | None:
+    """The key to park a process under after its turn: the conversation it now holds, when
+    the turn ended normally with something said."""
+    reply = recorder.turn()
+    if recorder.finish != "end_turn" or reply is None:
+        return None
+    return conversation_key(request.system or None, (*request.turns, reply))
 
 
 @asynccontextmanager
