@@ -58,6 +58,33 @@ TOOLS_NOTE_CLI = "The tools the CLI reported when an agent run started."
 TOOLS_NOTE_OFF = "Agent mode is off: the operator has not set CLAWRAP_AGENT_ROOTS."
 
 
+def tools_body(
+    settings: Settings,
+    reported: tuple[str, ...] | None = None,
+    mcp_tools: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The body of ``GET /v1/tools``: the CLI's own list once ``reported``, else the defaults.
+
+    Before any agent run the configured default set is shown (and said to be
+    so) rather than spawning a CLI just to ask: a listing must not cost a
+    process of ~230 MB and a core for a third of a second, and the set is
+    exactly what agent runs pass as ``tools``.
+    """
+    if not settings.agent_roots:
+        return {"object": "list", "agent_mode": False, "note": TOOLS_NOTE_OFF, "data": []}
+    builtin = reported if reported is not None else DEFAULT_AGENT_TOOLS
+    data: list[dict[str, Any]] = [{"name": name, "type": "builtin"} for name in builtin]
+    for server, names in sorted((mcp_tools or {}).items()):
+        data += [{"name": name, "type": "mcp", "server": server} for name in names]
+    return {
+        "object": "list",
+        "agent_mode": True,
+        "source": "cli" if reported is not None else "configured",
+        "note": TOOLS_NOTE_CLI if reported is not None else TOOLS_NOTE_CONFIGURED,
+        "data": data,
+    }
+
+
 class AgentRunner:
     """Runs agent-mode requests for a backend (its options builder and config dir)."""
 
@@ -82,21 +109,7 @@ class AgentRunner:
 
     def tools(self) -> dict[str, Any]:
         """The body of ``GET /v1/tools``."""
-        if not self.settings.agent_roots:
-            return {"object": "list", "agent_mode": False, "note": TOOLS_NOTE_OFF, "data": []}
-        builtin = self._builtin if self._builtin is not None else DEFAULT_AGENT_TOOLS
-        data: list[dict[str, Any]] = [{"name": name, "type": "builtin"} for name in builtin]
-        for server in sorted(self._mcp_tools):
-            data += [
-                {"name": name, "type": "mcp", "server": server} for name in self._mcp_tools[server]
-            ]
-        return {
-            "object": "list",
-            "agent_mode": True,
-            "source": "cli" if self._builtin is not None else "configured",
-            "note": TOOLS_NOTE_CLI if self._builtin is not None else TOOLS_NOTE_CONFIGURED,
-            "data": data,
-        }
+        return tools_body(self.settings, self._builtin, self._mcp_tools)
 
     async def run(
         self,
@@ -254,4 +267,4 @@ class AgentRunner:
             self._builtin = tuple(t for t in names if not t.startswith("mcp__"))
 
 
-__all__ = ["AgentRunner"]
+__all__ = ["AgentRunner", "tools_body"]

@@ -11,6 +11,12 @@ Errors are rendered in the protocol of the route: Anthropic's shape under
 ``anthropic-version``), OpenAI's shape elsewhere. Every response carries
 ``x-request-id`` (the client's, sanitised, or a new one) and, for configured
 origins, CORS headers. One log line per request (:mod:`clawrap._request_log`).
+
+Completion routes read Claude Code's own settings first
+(:func:`~clawrap._agent_mode.parse_claude_headers`: the ``X-Claude-*`` headers
+and the body's ``enable_tools`` / ``claude``), take those fields out of the
+body, let the dialect decode the rest and lay the settings over its request.
+``GET /v1/tools`` and ``GET /v1/mcp/servers`` say what agent mode offers.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import trio
 
 from . import _security as security
+from ._agent_mode import parse_claude_headers
 from ._backend import Backend
 from ._config import Settings
 from ._dialect import Dialect
@@ -43,6 +51,7 @@ from ._http import (
     send_bytes,
     send_json,
 )
+from ._mcp_registry import McpRegistry
 from ._model_list import model_object, models_body
 from ._request_log import RequestRecord, log_request, request_id
 from ._version import __version__
@@ -52,6 +61,8 @@ logger = logging.getLogger("clawrap.app")
 Shape = Literal["openai", "anthropic"]
 HTML_TYPE = b"text/html; charset=utf-8"
 _MODEL_PREFIX = "/v1/models/"
+# Body fields that are Claude Code's settings, not the dialect's.
+_CLAUDE_FIELDS = ("enable_tools", "claude")
 
 
 @dataclass(slots=True)
@@ -142,10 +153,19 @@ class App:
     """The clawrap ASGI application. Create it with :func:`create_app`."""
 
     def __init__(
-        self, settings: Settings, backend: Backend, dialects: Mapping[str, Dialect] | None
+        self,
+        settings: Settings,
+        backend: Backend,
+        dialects: Mapping[str, Dialect] | None,
+        mcp: McpRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
+        # The backend's own registry when it has one: it records what the CLI reports.
+        backend_mcp = getattr(backend, "mcp", None)
+        if mcp is None:
+            mcp = backend_mcp if isinstance(backend_mcp, McpRegistry) else McpRegistry()
+        self.mcp = mcp
         self.dialects = dict(dialects) if dialects is not None else _default_dialects()
         self.limiter = trio.CapacityLimiter(settings.max_concurrency)
         # Set when the server begins to shut down: running exchanges end after a grace.
@@ -158,6 +178,8 @@ class App:
             ("GET", "/v1/models"): self._models,
             ("GET", "/v1/models/{id}"): self._model,
             ("GET", "/v1/pool"): self._pool,
+            ("GET", "/v1/tools"): self._tools,
+            ("GET", "/v1/mcp/servers"): self._mcp_servers,
             ("GET", "/health"): self._health,
             ("GET", "/version"): self._version,
             ("GET", "/"): self._landing,
@@ -289,7 +311,11 @@ class App:
             return
         try:
             body = parse_json_object(await self._read(call))
-            request, options = dialect.decode(body, call.request.headers, self.settings)
+            headers = call.request.headers
+            claude = parse_claude_headers(body, headers, self.settings, self.mcp)
+            body = {k: v for k, v in body.items() if k not in _CLAUDE_FIELDS}
+            request, options = dialect.decode(body, headers, self.settings)
+            request = claude.apply(request)
         except ClawrapError as error:
             await send_json(
                 call.send,
@@ -345,6 +371,17 @@ class App:
     async def _pool(self, call: Call) -> None:
         await send_json(call.send, 200, self.backend.status())
 
+    async def _tools(self, call: Call) -> None:
+        listing = getattr(self.backend, "agent_tools", None)
+        if not callable(listing):
+            from ._agent_runner import tools_body
+
+            listing = partial(tools_body, self.settings)
+        await send_json(call.send, 200, listing())
+
+    async def _mcp_servers(self, call: Call) -> None:
+        await send_json(call.send, 200, {"object": "list", "data": self.mcp.describe()})
+
     async def _health(self, call: Call) -> None:
         await send_json(call.send, 200, {"status": "ok"})
 
@@ -399,10 +436,17 @@ def _unavailable(path: str) -> ClawrapError:
 
 
 def create_app(
-    settings: Settings, backend: Backend, *, dialects: Mapping[str, Dialect] | None = None
+    settings: Settings,
+    backend: Backend,
+    *,
+    dialects: Mapping[str, Dialect] | None = None,
+    mcp: McpRegistry | None = None,
 ) -> App:
-    """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests."""
-    return App(settings, backend, dialects)
+    """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests.
+
+    ``mcp``: the operator's MCP servers (default: the backend's ``mcp``, else none).
+    """
+    return App(settings, backend, dialects, mcp)
 
 
 __all__ = ["App", "Call", "canonical_path", "create_app", "error_shape", "render_error"]

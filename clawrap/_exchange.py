@@ -4,7 +4,7 @@ The shape of one exchange (DESIGN.md, "Cancellation and time")::
 
     request nursery ──┬─ disconnect watcher: receive() -> http.disconnect cancels everything
                       ├─ shutdown watcher: after a grace, ends the request with an error
-                      └─ deadline (request_timeout)
+                      └─ deadline (request_timeout; agent_timeout in agent mode)
                           └─ run slot (limiter, queue_timeout) acquired inside the scope
                               └─ backend nursery ──┬─ backend.run(request, channel, halt)
                                                    └─ consumer: events -> output pipeline
@@ -152,14 +152,17 @@ class Exchange:
 
     async def _serve(self) -> None:
         error: ClawrapError | None = None
-        with trio.move_on_after(self.settings.request_timeout) as deadline:
+        limit, setting = self.settings.request_timeout, "CLAWRAP_REQUEST_TIMEOUT"
+        if self.request.agent is not None:
+            # An agent run works through many model turns and tools: its own, longer bound.
+            limit, setting = self.settings.agent_timeout, "CLAWRAP_AGENT_TIMEOUT"
+        with trio.move_on_after(limit) as deadline:
             with self.work_scope:
                 error = await self._work()
         if deadline.cancelled_caught:
             error = ClawrapError(
                 "timeout",
-                f"The request ran past the server's limit of {self.settings.request_timeout:g} s "
-                "(CLAWRAP_REQUEST_TIMEOUT).",
+                f"The request ran past the server's limit of {limit:g} s ({setting}).",
                 code="request_timeout",
             )
         elif self.work_scope.cancelled_caught and self.shut_down:
@@ -284,7 +287,12 @@ class Exchange:
 
     async def _next(self, events: trio.MemoryReceiveChannel[Event]) -> Event | None:
         """The next event, None at the end; keep-alives while a stream is quiet."""
-        idle_deadline = trio.current_time() + self.settings.idle_timeout
+        idle = self.settings.idle_timeout
+        if self.request.agent is not None:
+            # A tool (a build, a test suite) may rightly run for minutes without output;
+            # the run's own deadline bounds it.
+            idle = max(idle, self.settings.agent_timeout)
+        idle_deadline = trio.current_time() + idle
         while True:
             wake = idle_deadline
             if self.encoder is not None:
@@ -297,7 +305,7 @@ class Exchange:
             if trio.current_time() >= idle_deadline:
                 raise ClawrapError(
                     "timeout",
-                    f"No output from Claude for {self.settings.idle_timeout:g} s "
+                    f"No output from Claude for {idle:g} s "
                     "(CLAWRAP_IDLE_TIMEOUT).",
                     code="idle_timeout",
                 )

@@ -10,6 +10,11 @@ the grace.
 With ``settings.offline`` the scripted model is served on a free loopback port
 in the same nursery and the CLI is pointed at it, with a throwaway config dir
 and a placeholder key: nothing reaches Anthropic, no Claude account is used.
+
+Agent mode's configuration is checked before anything starts: every
+``CLAWRAP_AGENT_ROOTS`` entry must be an existing absolute directory and the
+MCP file (``CLAWRAP_MCP_CONFIG``) must be valid, or start-up stops with a
+message naming the problem.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any, TextIO
 
 import trio
 
+from ._agent_mode import check_agent_roots
 from ._app import App, create_app
 from ._backend import Backend
 from ._config import Settings
 from ._exchange import FINAL_WRITE_LIMIT, SHUTDOWN_GRACE
+from ._mcp_registry import McpRegistry
 from ._security import host_name, unsafe_settings_warnings
 from ._version import __version__
 
@@ -155,6 +162,10 @@ async def serve(
     """
     from hypercorn.trio import serve as hypercorn_serve
 
+    check_agent_roots(settings)  # SystemExit naming an unusable root
+    # A given backend brings its own registry (it records what the CLI reports).
+    given = getattr(backend, "mcp", None)
+    mcp = given if isinstance(given, McpRegistry) else McpRegistry.load(settings)
     with ExitStack() as stack:
         signals = None
         if shutdown_trigger is None:
@@ -166,9 +177,9 @@ async def serve(
                 cli_env: dict[str, str] | None = None
                 if settings.offline:
                     offline_port, cli_env = await _start_offline(settings, background, stack)
-                backend = await _claude_backend(settings, cli_env, background)
+                backend = await _claude_backend(settings, cli_env, background, mcp)
             try:
-                app = create_app(settings, backend)
+                app = create_app(settings, backend, mcp=mcp)
                 # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.
                 asgi_app: Any = app
                 fast = trio.CancelScope()
@@ -217,11 +228,11 @@ async def _start_offline(
 
 
 async def _claude_backend(
-    settings: Settings, cli_env: dict[str, str] | None, nursery: trio.Nursery
+    settings: Settings, cli_env: dict[str, str] | None, nursery: trio.Nursery, mcp: McpRegistry
 ) -> Backend:
     from ._claude_backend import ClaudeBackend
 
-    backend = ClaudeBackend(settings, cli_env=cli_env)
+    backend = ClaudeBackend(settings, cli_env=cli_env, mcp=mcp)
     await backend.start(nursery)
     return backend
 
