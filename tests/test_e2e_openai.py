@@ -15,12 +15,13 @@ import httpx
 import openai
 import pytest
 import trio
-from e2e import TEST_LIMIT, Clawrap, in_thread, sse_data, wait_until
+from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap, in_thread, sse_data, wait_until
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import BaseModel
 
-from clawrap._scripted_model import Reply
+from clawrap._scripted_model import Reply, ToolUse
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
 
 Messages = list[dict[str, Any]]
 
@@ -299,3 +300,246 @@ async def test_three_clients_dropping_mid_reply_leave_no_cli_generating(
     status = await in_thread(lambda: httpx.get(clawrap_server.url + "/v1/pool", timeout=30).json())
     assert status["busy"] == 0
     assert len(clawrap_server.requests("DRIP")) == 3  # nothing was retried
+
+
+# -- function calling
+
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+PARIS = ToolUse("get_weather", {"city": "Paris", "unit": "C"}, "toolu_paris")
+ROME = ToolUse("get_weather", {"city": "Rome"}, "toolu_rome")
+
+
+def calls_of(message: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """(id, name, parsed arguments) of each tool call in a message."""
+    return [
+        (c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []
+    ]
+
+
+def scripted(*uses: ToolUse) -> list[tuple[str | None, str, dict[str, Any]]]:
+    return [(u.id, u.name, u.input) for u in uses]
+
+
+def helper_stream(server: Clawrap, marker: str) -> ChatCompletion:
+    """The final completion of openai-python's ``chat.completions.stream()`` helper."""
+    with (
+        server.openai() as client,
+        client.chat.completions.stream(
+            model="sonnet", messages=ask(marker), tools=[WEATHER_TOOL]
+        ) as stream,
+    ):
+        for _ in stream:
+            pass
+        return stream.get_final_completion()
+
+
+async def test_one_tool_call_comes_back_through_the_stream_helper(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("ONECALL", Reply(tool_uses=[PARIS]))
+    with trio.fail_after(TEST_LIMIT):
+        final = await in_thread(lambda: helper_stream(clawrap_server, "ONECALL"))
+    (choice,) = final.choices
+    assert calls_of(choice.message) == scripted(PARIS)
+    assert choice.finish_reason == "tool_calls"
+
+
+async def test_two_parallel_tool_calls_come_back_through_the_stream_helper(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("TWOCALLS", Reply(text="Checking both.", tool_uses=[PARIS, ROME]))
+    with trio.fail_after(TEST_LIMIT):
+        final = await in_thread(lambda: helper_stream(clawrap_server, "TWOCALLS"))
+    (choice,) = final.choices
+    assert calls_of(choice.message) == scripted(PARIS, ROME)
+    assert choice.message.content == "Checking both."
+    assert choice.finish_reason == "tool_calls"
+
+
+async def test_streamed_tool_call_deltas_name_each_call_once_then_stream_its_arguments(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("RAWCALLS", Reply(tool_uses=[PARIS, ROME]))
+    with trio.fail_after(TEST_LIMIT):
+        chunks = await in_thread(
+            lambda: stream_chunks(clawrap_server, messages=ask("RAWCALLS"), tools=[WEATHER_TOOL])
+        )
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            assert delta.function is not None
+            if delta.index not in calls:
+                assert delta.id is not None and delta.function.name is not None
+                calls[delta.index] = {"id": delta.id, "name": delta.function.name, "args": ""}
+            else:
+                assert delta.id is None and delta.function.name is None
+            calls[delta.index]["args"] += delta.function.arguments or ""
+    got = [(c["id"], c["name"], json.loads(c["args"])) for _, c in sorted(calls.items())]
+    assert got == scripted(PARIS, ROME)
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+async def test_a_whole_completion_carries_parallel_tool_calls(clawrap_server: Clawrap) -> None:
+    clawrap_server.model.when("WHOLECALLS", Reply(tool_uses=[PARIS, ROME]))
+    with trio.fail_after(TEST_LIMIT):
+        completion = await in_thread(
+            lambda: complete(clawrap_server, messages=ask("WHOLECALLS"), tools=[WEATHER_TOOL])
+        )
+    (choice,) = completion.choices
+    assert calls_of(choice.message) == scripted(PARIS, ROME)
+    assert choice.finish_reason == "tool_calls"
+
+
+class Forecast(BaseModel):
+    city: str
+    temperature: int
+    sunny: bool
+
+
+FORECAST = '{"city": "Paris", "temperature": 18, "sunny": true}'
+
+
+def parse(server: Clawrap, marker: str) -> Any:
+    with server.openai() as client:
+        completion = client.chat.completions.parse(
+            model="sonnet", messages=ask(marker), response_format=Forecast
+        )
+    return completion.choices[0].message.parsed
+
+
+async def test_parse_returns_the_pydantic_object_from_the_models_json(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("FORECAST", Reply(text=FORECAST))
+    with trio.fail_after(TEST_LIMIT):
+        parsed = await in_thread(lambda: parse(clawrap_server, "FORECAST"))
+    assert parsed == Forecast(city="Paris", temperature=18, sunny=True)
+
+
+async def test_parse_still_works_when_the_model_fences_its_json(clawrap_server: Clawrap) -> None:
+    clawrap_server.model.when("FENCED", Reply(text=f"```json\n{FORECAST}\n```"))
+    with trio.fail_after(TEST_LIMIT):
+        parsed = await in_thread(lambda: parse(clawrap_server, "FENCED"))
+    assert parsed == Forecast(city="Paris", temperature=18, sunny=True)
+
+
+async def test_a_three_round_tool_conversation_shows_the_model_every_earlier_call_and_result(
+    clawrap_server: Clawrap,
+) -> None:
+    rounds = [
+        ToolUse("get_weather", {"city": "Paris"}, "toolu_round1"),
+        ToolUse("get_weather", {"city": "Rome"}, "toolu_round2"),
+        ToolUse("get_weather", {"city": "Oslo"}, "toolu_round3"),
+    ]
+    clawrap_server.model.when(
+        "ROUNDS", *(Reply(tool_uses=[r]) for r in rounds), Reply(text="Oslo is coldest.")
+    )
+    results = {"toolu_round1": "18C", "toolu_round2": "24C", "toolu_round3": "-3C"}
+
+    def converse() -> list[ChatCompletion]:
+        messages: Messages = ask("ROUNDS: which city is coldest?")
+        replies = []
+        with clawrap_server.openai() as client:
+            for _ in range(4):
+                reply = client.chat.completions.create(
+                    model="sonnet", messages=messages, tools=[WEATHER_TOOL]
+                )
+                replies.append(reply)
+                message = reply.choices[0].message
+                if not message.tool_calls:
+                    break
+                messages.append(message.model_dump(exclude_none=True))
+                for call in message.tool_calls:
+                    messages.append(
+                        {"role": "tool", "tool_call_id": call.id, "content": results[call.id]}
+                    )
+        return replies
+
+    with trio.fail_after(TEST_LIMIT):
+        replies = await in_thread(converse)
+    assert [calls_of(r.choices[0].message) for r in replies[:3]] == [scripted(r) for r in rounds]
+    assert replies[3].choices[0].message.content == "Oslo is coldest."
+    upstream = clawrap_server.requests("ROUNDS")
+    assert len(upstream) == 4
+    for n, request in enumerate(upstream):
+        blocks = [b for m in request.body["messages"] for b in _blocks(m)]
+        uses = [b["id"] for b in blocks if b["type"] == "tool_use"]
+        answered = {b["tool_use_id"]: _result_text(b) for b in blocks if b["type"] == "tool_result"}
+        assert uses == [r.id for r in rounds[:n]]
+        assert answered == {r.id: results[r.id] for r in rounds[:n] if r.id}
+
+
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or [])
+
+
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+async def test_an_image_data_uri_reaches_the_model_as_an_image_block(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("PICTURE", Reply(text="A dot."))
+    content = [
+        {"type": "text", "text": "PICTURE: what is this?"},
+        {
+            "type": "image_url",
+            "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"},
+        },
+    ]
+    with trio.fail_after(TEST_LIMIT):
+        await in_thread(
+            lambda: complete(clawrap_server, messages=[{"role": "user", "content": content}])
+        )
+    (upstream,) = clawrap_server.requests("PICTURE")
+    last_user = [m for m in upstream.body["messages"] if m["role"] == "user"][-1]
+    images = [b for b in _blocks(last_user) if b["type"] == "image"]
+    assert [i["source"] for i in images] == [
+        {"type": "base64", "media_type": "image/png", "data": PNG}
+    ]
+
+
+async def test_a_four_turn_history_reaches_the_model_as_separate_messages_with_their_roles(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("TURN FIVE", Reply(text="Five."))
+    sent = [
+        ("user", "turn one"),
+        ("assistant", "turn two"),
+        ("user", "turn three"),
+        ("assistant", "turn four"),
+        ("user", "TURN FIVE"),
+    ]
+    messages = [{"role": role, "content": text} for role, text in sent]
+    with trio.fail_after(TEST_LIMIT):
+        await in_thread(lambda: complete(clawrap_server, messages=messages))
+    (upstream,) = clawrap_server.requests("TURN FIVE")
+    turns = [m for m in upstream.body["messages"] if m["role"] in ("user", "assistant")]
+    assert [m["role"] for m in turns] == [role for role, _ in sent]
+    for message, (_, text) in zip(turns, sent, strict=True):
+        content = message["content"]
+        texts = [content] if isinstance(content, str) else [b.get("text", "") for b in content]
+        assert any(text in t for t in texts)
