@@ -77,6 +77,9 @@ class ProcessPool:
         self.capacity = max(1, min(settings.pool_max, settings.pool_memory_mb // PROCESS_MB))
         self._default = default_spec.without_resume() if default_spec else None
         self._idle: dict[SpawnKey, list[CliProcess]] = {}
+        # Conversation key -> the process holding that conversation, oldest first.
+        self._parked: OrderedDict[str, CliProcess] = OrderedDict()
+        self.parked_limit = max(0, min(settings.pool_parked, self.capacity))
         self._busy: set[CliProcess] = set()
         self._recycling = 0
         self._starting: list[_Starting] = []
@@ -89,7 +92,7 @@ class ProcessPool:
         self._changed = trio.Event()
         self._backoff_until = 0.0
         self._closed = False
-        self.spawned = self.recycled = self.failed = 0
+        self.spawned = self.recycled = self.failed = self.continued = 0
 
     # -- lifecycle
 
@@ -117,9 +120,10 @@ class ProcessPool:
             with trio.CancelScope(shield=True):
                 await self._stopped.wait()
         with trio.CancelScope(shield=True):
-            idle = [p for ps in self._idle.values() for p in ps]
+            idle = [p for ps in self._idle.values() for p in ps] + list(self._parked.values())
             busy = list(self._busy)
             self._idle.clear()
+            self._parked.clear()
             self._busy.clear()
             async with trio.open_nursery() as nursery:
                 for proc in idle:
@@ -138,6 +142,7 @@ class ProcessPool:
     def _total(self) -> int:
         return (
             self._idle_count()
+            + len(self._parked)
             + len(self._busy)
             + self._recycling
             + len(self._starting)
@@ -147,10 +152,12 @@ class ProcessPool:
     def status(self) -> dict[str, Any]:
         return {
             "warm": self._idle_count(),
+            "parked": len(self._parked),
             "busy": len(self._busy) + self._recycling,
             "starting": len(self._starting) + self._cold_starting,
             "spawned": self.spawned,
             "recycled": self.recycled,
+            "continued": self.continued,
             "failed": self.failed,
             "max": self.capacity,
         }
@@ -159,8 +166,9 @@ class ProcessPool:
         return [p for ps in self._idle.values() for p in ps]
 
     def pids(self) -> set[int]:
-        """Pids of the processes the pool holds (idle and busy)."""
+        """Pids of the processes the pool holds (idle, parked and busy)."""
         procs = [p for ps in self._idle.values() for p in ps] + list(self._busy)
+        procs += self._parked.values()
         return {p.pid for p in procs if p.pid is not None}
 
     def _notify(self) -> None:
@@ -218,7 +226,7 @@ class ProcessPool:
             raise ClawrapError("overloaded", "The server is shutting down.")
         self._note(spec)
         if spec.resume is None and not fresh:
-            proc = await self._take_warm(spec)
+            proc = await self._take_warm(spec) or await self._reclaim(spec)
             if proc is not None:
                 return proc
         await self._make_room()
@@ -248,15 +256,9 @@ class ProcessPool:
                     await proc.close()
                     continue
                 self._busy.add(proc)
-                proc.reused = True
                 self._notify()
                 self._wake_maintainer()
-                try:
-                    with map_exceptions("run"), trio.fail_after(SET_MODEL_TIMEOUT):
-                        await proc.set_model(spec.model)
-                except ClawrapError:
-                    self._busy.discard(proc)
-                    await proc.close()
+                if await self._hand_out(proc, spec) is None:
                     continue
                 return proc
             slot = next((s for s in self._starting if s.key == spec.key and not s.claimed), None)
@@ -270,9 +272,92 @@ class ProcessPool:
                 slot.claimed = False
         return None
 
+    async def _reclaim(self, spec: SpawnSpec) -> CliProcess | None:
+        """With no room for a cold start, the oldest parked process of ``spec``'s key, reset."""
+        if self._total() < self.capacity:
+            return None
+        found = next((k for k, p in self._parked.items() if p.key == spec.key), None)
+        if found is None:
+            return None
+        proc = self._parked.pop(found)
+        self._busy.add(proc)
+        self._notify()
+        try:
+            cleared = await proc.reset() and proc.alive
+        except BaseException:
+            self._busy.discard(proc)
+            await proc.close()
+            raise
+        if not cleared:
+            self._busy.discard(proc)
+            await proc.close()
+            self._notify()
+            return None
+        return await self._hand_out(proc, spec)
+
+    async def _hand_out(self, proc: CliProcess, spec: SpawnSpec) -> CliProcess | None:
+        """``proc`` (already counted busy) on ``spec``'s model, or None (closed) if it cannot."""
+        proc.reused = True
+        try:
+            with map_exceptions("run"), trio.fail_after(SET_MODEL_TIMEOUT):
+                await proc.set_model(spec.model)
+        except BaseException as exc:
+            self._busy.discard(proc)
+            await proc.close()
+            self._notify()
+            if isinstance(exc, ClawrapError):
+                return None
+            raise
+        return proc
+
+    # -- parking
+
+    async def park(self, proc: CliProcess, conversation: str) -> None:
+        """Keep ``proc``, whose turn ended normally, holding the conversation whose key is
+        ``conversation``, for the request that continues it. Call under a shield.
+
+        With parking off, or the pool closing, this is a release.
+        """
+        if self._closed or self.parked_limit == 0 or not proc.alive or proc.in_turn:
+            await self.release(proc, "idle")
+            return
+        self._busy.discard(proc)
+        proc.idle_since = trio.current_time()
+        # The same conversation twice (a client that sent one request twice): keep the newer.
+        evicted = [p for p in [self._parked.pop(conversation, None)] if p is not None]
+        self._parked[conversation] = proc
+        while len(self._parked) > self.parked_limit:
+            evicted.append(self._parked.popitem(last=False)[1])
+        self._notify()
+        for old in evicted:
+            # Reset into the idle set (or closed), in the background when there is one.
+            self._busy.add(old)
+            await self.release(old, "idle")
+
+    async def take_parked(self, spec: SpawnSpec, conversation: str) -> CliProcess | None:
+        """The parked process holding ``conversation`` if its spawn key is ``spec``'s, now busy
+        and on ``spec``'s model; None when there is none (or it died)."""
+        proc = self._parked.get(conversation)
+        if proc is None or proc.key != spec.key or self._closed:
+            return None
+        del self._parked[conversation]
+        self._note(spec)
+        if not proc.alive:
+            self.failed += 1
+            await proc.close()
+            self._notify()
+            return None
+        self._busy.add(proc)
+        self._notify()
+        self._wake_maintainer()
+        taken = await self._hand_out(proc, spec)
+        if taken is not None:
+            self.continued += 1
+        return taken
+
     async def _make_room(self) -> None:
         while self._total() >= self.capacity:
-            victim = self._oldest_idle()
+            victim = self._parked.popitem(last=False)[1] if self._parked else self._oldest_idle()
             if victim is not None:
                 await victim.close()
                 self._notify()
@@ -346,6 +431,13 @@ class ProcessPool:
         expiry = self.settings.pool_idle_expiry
         for key in [k for k, i in self._recent.items() if now - i.last_seen > expiry]:
             del self._recent[key]
+        for conversation, proc in list(self._parked.items()):
+            if now - proc.idle_since > expiry or not proc.alive:
+                del self._parked[conversation]
+                if not proc.alive:
+                    self.failed += 1
+                await proc.close()
+                self._notify()
         for key, ps in list(self._idle.items()):
             target = self._target(key)
             # Newest first: requests take the newest, so extras are the oldest.

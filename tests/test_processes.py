@@ -41,7 +41,8 @@ def ask(text: str, **fields: Any) -> CompletionRequest:
 
 
 def settings(**overrides: Any) -> Settings:
-    return Settings(**{"pool_size": 1, "upstream_retries": 0, **overrides})
+    # Parking off: these tests follow one process through reset and reuse.
+    return Settings(**{"pool_size": 1, "upstream_retries": 0, "pool_parked": 0, **overrides})
 
 
 @pytest.fixture
