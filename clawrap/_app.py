@@ -17,6 +17,10 @@ Completion routes read Claude Code's own settings first
 and the body's ``enable_tools`` / ``claude``), take those fields out of the
 body, let the dialect decode the rest and lay the settings over its request.
 ``GET /v1/tools`` and ``GET /v1/mcp/servers`` say what agent mode offers.
+
+Sessions (:mod:`clawrap._session_routes`): ``GET /v1/sessions``,
+``GET /v1/sessions/stats``, ``GET`` and ``DELETE /v1/sessions/{id}``, behind
+the API key like every route but ``/health``; a 501 when the app has no store.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import trio
 
@@ -36,7 +41,7 @@ from ._backend import Backend
 from ._config import Settings
 from ._dialect import Dialect
 from ._errors import ClawrapError
-from ._exchange import internal_error, run_exchange
+from ._exchange import Sessions, internal_error, run_exchange
 from ._http import (
     ClientDisconnected,
     Message,
@@ -54,6 +59,7 @@ from ._http import (
 from ._mcp_registry import McpRegistry
 from ._model_list import model_object, models_body
 from ._request_log import RequestRecord, log_request, request_id
+from ._sessions import SessionStore
 from ._version import __version__
 
 logger = logging.getLogger("clawrap.app")
@@ -61,6 +67,7 @@ logger = logging.getLogger("clawrap.app")
 Shape = Literal["openai", "anthropic"]
 HTML_TYPE = b"text/html; charset=utf-8"
 _MODEL_PREFIX = "/v1/models/"
+_SESSION_PREFIX = "/v1/sessions/"
 # Body fields that are Claude Code's settings, not the dialect's.
 _CLAUDE_FIELDS = ("enable_tools", "claude")
 
@@ -158,9 +165,11 @@ class App:
         backend: Backend,
         dialects: Mapping[str, Dialect] | None,
         mcp: McpRegistry | None = None,
+        sessions: SessionStore | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
+        self.sessions = Sessions(sessions) if sessions is not None else None
         # The backend's own registry when it has one: it records what the CLI reports.
         backend_mcp = getattr(backend, "mcp", None)
         if mcp is None:
@@ -178,6 +187,9 @@ class App:
             ("GET", "/v1/models"): self._models,
             ("GET", "/v1/models/{id}"): self._model,
             ("GET", "/v1/pool"): self._pool,
+            ("GET", "/v1/sessions"): self._sessions,
+            ("GET", "/v1/sessions/{id}"): self._sessions,
+            ("DELETE", "/v1/sessions/{id}"): self._sessions,
             ("GET", "/v1/tools"): self._tools,
             ("GET", "/v1/mcp/servers"): self._mcp_servers,
             ("GET", "/health"): self._health,
@@ -259,6 +271,8 @@ class App:
         if call.path.startswith(_MODEL_PREFIX) and len(call.path) > len(_MODEL_PREFIX):
             route = "/v1/models/{id}"
             call.params["id"] = call.path[len(_MODEL_PREFIX) :]
+        elif call.path.startswith(_SESSION_PREFIX) and len(call.path) > len(_SESSION_PREFIX):
+            route = "/v1/sessions/{id}"
         allowed = self.methods.get(route)
         if allowed is None:
             await send_error(call, _unknown_url(method, call.request.path))
@@ -336,6 +350,7 @@ class App:
             limiter=self.limiter,
             record=call.record,
             shutdown=self.shutdown,
+            sessions=self.sessions,
         )
 
     async def _read(self, call: Call) -> bytes:
@@ -363,6 +378,28 @@ class App:
     async def _model(self, call: Call) -> None:
         try:
             body = model_object(self.settings, call.params["id"], call.shape, self.started_at)
+        except ClawrapError as error:
+            await send_error(call, error)
+            return
+        await send_json(call.send, 200, body)
+
+    async def _sessions(self, call: Call) -> None:
+        from ._session_routes import session_route
+
+        try:
+            if self.sessions is None:
+                raise ClawrapError(
+                    "api_error",
+                    "Sessions are not available on this server.",
+                    status=501,
+                    code="sessions_unavailable",
+                )
+            try:
+                query = dict(parse_qsl(call.request.query, max_num_fields=10))
+            except ValueError:
+                raise ClawrapError("invalid_request", "Malformed query string.") from None
+            tail = call.path[len("/v1/sessions") :]
+            body = await session_route(self.sessions.store, call.request.method, tail, query)
         except ClawrapError as error:
             await send_error(call, error)
             return
@@ -441,12 +478,15 @@ def create_app(
     *,
     dialects: Mapping[str, Dialect] | None = None,
     mcp: McpRegistry | None = None,
+    sessions: SessionStore | None = None,
 ) -> App:
     """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests.
 
     ``mcp``: the operator's MCP servers (default: the backend's ``mcp``, else none).
+    ``sessions``: the session store (opened and closed by the caller); without it the
+    session routes and requests naming a session answer 501.
     """
-    return App(settings, backend, dialects, mcp)
+    return App(settings, backend, dialects, mcp, sessions)
 
 
 __all__ = ["App", "Call", "canonical_path", "create_app", "error_shape", "render_error"]

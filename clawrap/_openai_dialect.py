@@ -28,6 +28,7 @@ from ._openai_decode import (
 )
 from ._openai_encode import ChatCollector, ChatStreamEncoder, error_body
 from ._request import CompletionRequest, NamedTool, ResponseFormat, ToolChoice, ToolSpec
+from ._sessions import check_session_id
 
 # -- pydantic models of the request's fixed-shape options ---------------------------------
 
@@ -181,9 +182,7 @@ def _session_id(req: _ChatRequest, headers: Mapping[str, str]) -> str | None:
     if value is None:
         value = next((v for k, v in headers.items() if k.lower() == "x-session-id"), None)
         param = "X-Session-Id"
-    if value is not None and not (0 < len(value) <= 256 and value.isprintable()):
-        raise invalid_request(f"'{param}' must be 1 to 256 printable characters.", param=param)
-    return value
+    return None if value is None else check_session_id(value, param)
 
 
 def _checks(req: _ChatRequest) -> None:

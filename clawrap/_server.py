@@ -15,6 +15,10 @@ Agent mode's configuration is checked before anything starts: every
 ``CLAWRAP_AGENT_ROOTS`` entry must be an existing absolute directory and the
 MCP file (``CLAWRAP_MCP_CONFIG``) must be valid, or start-up stops with a
 message naming the problem.
+
+The session store (SQLite, ``CLAWRAP_SESSION_DB``) is opened before anything
+else starts, so an unusable file stops start-up with a message naming it; idle
+sessions are expired in the background, and the store is closed last.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any, TextIO
 
 import trio
 
+from . import _sessions
 from ._agent_mode import check_agent_roots
 from ._app import App, create_app
 from ._backend import Backend
@@ -159,7 +164,37 @@ async def serve(
     ``backend`` defaults to the Claude backend (built here and closed here; a
     given backend is closed too). ``task_status.started`` receives the bound
     URLs, e.g. ``["http://127.0.0.1:8000"]``. ``out`` receives the banner.
+    SystemExit, naming the file, when the session database cannot be used.
     """
+    try:
+        store = await _sessions.SessionStore.open(
+            _sessions.session_db_path(settings), ttl=settings.session_ttl
+        )
+    except _sessions.SessionStoreError as exc:
+        raise SystemExit(f"clawrap: {exc.message}") from None
+    try:
+        await _serve(
+            settings,
+            store,
+            backend=backend,
+            shutdown_trigger=shutdown_trigger,
+            out=out,
+            task_status=task_status,
+        )
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+
+
+async def _serve(
+    settings: Settings,
+    store: _sessions.SessionStore,
+    *,
+    backend: Backend | None,
+    shutdown_trigger: ShutdownTrigger | None,
+    out: TextIO | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
     from hypercorn.trio import serve as hypercorn_serve
 
     check_agent_roots(settings)  # SystemExit naming an unusable root
@@ -172,6 +207,7 @@ async def serve(
             # Installed before anything starts, so an early Ctrl+C still shuts down cleanly.
             signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
         async with trio.open_nursery() as background:
+            background.start_soon(_sessions.run_expiry, store)
             offline_port: int | None = None
             if backend is None:
                 cli_env: dict[str, str] | None = None
@@ -179,7 +215,7 @@ async def serve(
                     offline_port, cli_env = await _start_offline(settings, background, stack)
                 backend = await _claude_backend(settings, cli_env, background, mcp)
             try:
-                app = create_app(settings, backend, mcp=mcp)
+                app = create_app(settings, backend, mcp=mcp, sessions=store)
                 # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.
                 asgi_app: Any = app
                 fast = trio.CancelScope()
