@@ -21,6 +21,7 @@ fence is the CLI's own permission check, and a user's allow-rules would widen it
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from ._client_tools import ClientTools
 from ._config import Settings
 from ._errors import invalid_request
 from ._mcp_registry import McpRegistry
-from ._request import CompletionRequest
+from ._request import CompletionRequest, ResponseFormat
 
 log = logging.getLogger("clawrap.cli")
 
@@ -143,6 +144,23 @@ def cli_environment(settings: Settings, cli_env: Mapping[str, str] | None) -> di
     return env
 
 
+def response_format_instruction(response_format: ResponseFormat | None) -> str:
+    """The system prompt's instruction standing in for ``response_format`` ("" for text).
+
+    The CLI has no plain-text form of it, and without it the model never hears of the
+    format: the reply is only checked (and stripped of fences) on the way out.
+    """
+    if response_format is None:
+        return ""
+    rule = "Answer with a single JSON object and nothing else: no prose, no Markdown fences."
+    if response_format.kind == "json_object" or response_format.schema is None:
+        return rule
+    # sort_keys: the same schema always gives the same prompt, so processes stay reusable.
+    schema = json.dumps(response_format.schema, ensure_ascii=False, sort_keys=True)
+    named = f" ({response_format.name})" if response_format.name else ""
+    return f"{rule} It must conform to this JSON schema{named}:\n{schema}"
+
+
 class OptionsBuilder:
     """Builds spawn specs for one backend (its settings, environment and cwd)."""
 
@@ -205,6 +223,9 @@ class OptionsBuilder:
         if suffix:
             # Instructions standing in for tool_choice; part of the tools' signature.
             system = f"{system}\n\n{suffix}"
+        instruction = response_format_instruction(request.response_format)
+        if instruction:
+            system = f"{system}\n\n{instruction}"
         key = SpawnKey(
             system_prompt=system,
             tools_signature=tools.signature if tools else "",
@@ -229,4 +250,5 @@ __all__ = [
     "SpawnKey",
     "SpawnSpec",
     "cli_environment",
+    "response_format_instruction",
 ]
