@@ -435,6 +435,18 @@ async def test_parse_still_works_when_the_model_fences_its_json(clawrap_server: 
     assert parsed == Forecast(city="Paris", temperature=18, sunny=True)
 
 
+async def test_parse_tells_the_model_the_json_schema_to_answer_with(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("SCHEMA", Reply(text=FORECAST))
+    with trio.fail_after(TEST_LIMIT):
+        await in_thread(lambda: parse(clawrap_server, "SCHEMA"))
+    (upstream,) = clawrap_server.requests("SCHEMA")
+    assert "JSON" in upstream.system_text
+    for name in Forecast.model_fields:
+        assert f'"{name}"' in upstream.system_text
+
+
 async def test_a_three_round_tool_conversation_shows_the_model_every_earlier_call_and_result(
     clawrap_server: Clawrap,
 ) -> None:
