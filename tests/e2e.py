@@ -16,7 +16,6 @@ closed (the CLI stopped generating) rather than left to run to the end.
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -197,10 +196,6 @@ def sse_data(lines: list[str]) -> list[str]:
     return [line[len("data: ") :] for line in lines if line.startswith("data: ")]
 
 
-def sse_json(lines: list[str]) -> list[dict[str, Any]]:
-    return [json.loads(d) for d in sse_data(lines) if d != "[DONE]"]
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "clawrap(**settings): Settings fields for the clawrap_server fixture"
@@ -262,7 +257,6 @@ __all__ = [
     "cli_env",
     "in_thread",
     "sse_data",
-    "sse_json",
     "start_upstream",
     "wait_until",
 ]

@@ -82,6 +82,7 @@ async def test_a_50_token_reply_streams_as_50_content_chunks_then_stop_and_done(
     assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert len({(c.id, c.created) for c in chunks}) == 1
+    assert {(c.object, c.model) for c in chunks} == {("chat.completion.chunk", "sonnet")}
 
 
 async def test_include_usage_adds_a_choiceless_chunk_with_the_models_token_counts(
