@@ -13,7 +13,8 @@ the CLI first orphans its Bash commands, which are in process groups of their
 own): read the CLI's pid while it is connected, interrupt the turn (the CLI
 then stops its tools itself), stop whatever descendants are still there
 (:func:`~clawrap._process_tree.stop_descendants`: freeze, SIGTERM, SIGKILL),
-then disconnect, all under a shield. A temporary directory goes last.
+then end the CLI (SIGTERM, SIGKILL after a moment) and disconnect, all under a
+shield. A temporary directory goes last.
 
 The runner also remembers what the CLI reported at start (``system/init``):
 its tool list, for ``GET /v1/tools``, and each MCP server's status, recorded
@@ -34,7 +35,7 @@ from ._config import Settings
 from ._errors import ClawrapError
 from ._events import Event, Finished
 from ._mcp_registry import McpRegistry
-from ._process_tree import cli_pid, stop_descendants
+from ._process_tree import cli_pid, stop_descendants, terminate_tree
 from ._processes import CliProcess, spawn_process
 from ._request import AgentOptions, CompletionRequest
 from ._sdk_errors import map_exceptions
@@ -49,6 +50,7 @@ HALT_GRACE = 2.0  # after halt, how long to wait for the run's usage
 TOOL_GRACE = 10.0  # after the model asked for client tools, how long until the run ends
 INTERRUPT_LIMIT = 0.5  # the CLI acknowledges an interrupt in well under this
 TREE_GRACE = 0.5  # SIGTERM to SIGKILL for the run's leftover processes
+CLI_GRACE = 0.2  # SIGTERM to SIGKILL for the CLI itself, once its children are gone
 
 TOOLS_NOTE_CONFIGURED = (
     "The tools agent mode offers by default; the list is confirmed by the CLI itself "
@@ -246,6 +248,13 @@ class AgentRunner:
             else:
                 if left:
                     log.info("stopped %d process(es) left by agent CLI %s", len(left), pid)
+            # Its children are gone and it is never reused: end the CLI itself now. Left to
+            # exit on stdin EOF or SIGTERM it sometimes takes ~1.5 s (measured), which would
+            # hold the end of the response and a dropped client's run that long.
+            try:
+                await terminate_tree([pid], CLI_GRACE)
+            except Exception:
+                log.warning("stopping agent CLI process %s failed", pid, exc_info=True)
         await proc.close()
 
     def _learn(self, init: dict[str, Any] | None, agent: AgentOptions) -> None:
