@@ -189,6 +189,26 @@ async def test_an_unknown_model_is_a_not_found_error(clawrap_server: Clawrap) ->
     assert clawrap_server.model.requests == []
 
 
+async def test_an_upstream_failure_mid_stream_raises_from_the_error_event(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("FALTER", Reply(tokens=20, error_after=3, delay=0.02))
+    texts: list[str] = []
+
+    def read() -> None:
+        with (
+            clawrap_server.anthropic() as client,
+            client.messages.stream(model="sonnet", max_tokens=4096, messages=ask("FALTER")) as s,
+        ):
+            texts.extend(s.text_stream)
+
+    with trio.fail_after(TEST_LIMIT), pytest.raises(anthropic.APIStatusError) as caught:
+        await in_thread(read)
+    assert caught.value.status_code == 200  # raised from the stream's error event
+    assert error_type(caught.value) in ("overloaded_error", "api_error")
+    assert "".join(texts) == "tok1 tok2 tok3"
+
+
 def error_type(error: anthropic.APIStatusError) -> str:
     body = error.body
     assert isinstance(body, dict) and body.get("type") == "error"
