@@ -556,3 +556,32 @@ async def test_a_four_turn_history_reaches_the_model_as_separate_messages_with_t
         content = message["content"]
         texts = [content] if isinstance(content, str) else [b.get("text", "") for b in content]
         assert any(text in t for t in texts)
+
+
+@pytest.mark.clawrap(pool_max=1)  # one CLI process at most: the second request must reuse it
+async def test_a_process_reused_after_a_client_dropped_carries_none_of_its_conversation(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("ABANDONED", Reply(tokens=1200, delay=0.05))
+    clawrap_server.model.when("FRESH", Reply(text="Clean slate."))
+
+    def leave_early() -> None:
+        with clawrap_server.openai() as client:
+            stream = client.chat.completions.create(
+                model="sonnet", messages=ask("ABANDONED"), stream=True
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break
+            stream.close()
+
+    with trio.fail_after(TEST_LIMIT):
+        await in_thread(leave_early)
+        await wait_until(lambda: clawrap_server.pool_status()["busy"] == 0)
+        spawned = clawrap_server.pool_status()["spawned"]
+        completion = await in_thread(lambda: complete(clawrap_server, messages=ask("FRESH")))
+    assert completion.choices[0].message.content == "Clean slate."
+    assert clawrap_server.pool_status()["spawned"] == spawned  # the reset process answered
+    (upstream,) = clawrap_server.requests("FRESH")
+    assert "ABANDONED" not in upstream.text
+    assert [m["role"] for m in upstream.body["messages"] if m["role"] != "system"] == ["user"]
