@@ -233,3 +233,33 @@ async def test_a_client_dropped_during_a_bash_run_leaves_no_process_of_that_run(
         await wait_until(lambda: not any(is_alive(pid) for pid in run_pids))
     assert claude_children() == []
     assert not sleeping([p for p in descendants(os.getpid())])
+
+
+async def test_the_anthropic_client_sees_the_steps_as_notes_in_the_text(
+    agent_server: Clawrap, root: Path
+) -> None:
+    project = root / "project"
+    agent_server.model.when(
+        "AGENT-ANTHROPIC",
+        Reply(tool_uses=[ToolUse("Read", {"file_path": f"{project}/notes.txt"})]),
+        Reply(text="Read it."),
+    )
+
+    def stream() -> str:
+        with (
+            agent_server.anthropic() as client,
+            client.messages.stream(
+                model="sonnet",
+                max_tokens=256,
+                messages=ask("AGENT-ANTHROPIC"),
+                extra_headers={"X-Claude-Cwd": str(project)},
+                extra_body={"claude": {"enable_tools": True, "max_turns": 4}},
+            ) as events,
+        ):
+            return "".join(events.text_stream)
+
+    with trio.fail_after(TEST_LIMIT):
+        text = await in_thread(stream)
+    assert "[Read: notes.txt]" in text
+    assert "[Read result: 3 lines]" in text
+    assert text.endswith("Read it.")
