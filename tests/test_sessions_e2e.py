@@ -324,3 +324,24 @@ async def test_a_malformed_session_id_is_a_400_naming_it(clawrap_server: Clawrap
         )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "X-Session-Id"
+
+
+async def test_an_anthropic_client_continues_a_session_by_header(clawrap_server: Clawrap) -> None:
+    def post(text: str) -> httpx.Response:
+        body = {
+            "model": "sonnet",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": text}],
+        }
+        headers = {"x-session-id": "anth", "anthropic-version": "2023-06-01"}
+        return httpx.post(
+            clawrap_server.url + "/v1/messages", json=body, headers=headers, timeout=CLIENT_TIMEOUT
+        )
+
+    with trio.fail_after(TEST_LIMIT):
+        first = await in_thread(lambda: post(scripted("I am Ada.", "Hi Ada.")))
+        second = await in_thread(lambda: post("Who am I?"))
+    assert first.status_code == second.status_code == 200
+    assert second.headers["x-session-id"] == "anth"
+    roles = [role for role, _ in upstream_turns(completions(clawrap_server)[-1])]
+    assert roles == ["user", "assistant", "user"]
