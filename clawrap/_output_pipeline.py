@@ -2,7 +2,8 @@
 
 Stop sequences and ``max_tokens`` (:mod:`clawrap._output_limits`) first, then
 JSON fence stripping (:mod:`clawrap._json_fences`) of text when a JSON response
-format was asked for. Sans-IO.
+format was asked for, and at the end the check that the text is the JSON asked
+for (:mod:`clawrap._json_output`). Sans-IO.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from ._errors import ClawrapError
 from ._events import Event, Finished, TextDelta, ToolCallStart, Usage
 from ._json_fences import JsonFenceStripper
+from ._json_output import JsonOutputCheck
 from ._output_limits import OutputLimiter
 from ._request import CompletionRequest
 
@@ -20,12 +22,16 @@ class OutputPipeline:
     The output limiter (stop sequences, max tokens) comes first, then JSON fence
     stripping of text when a JSON response format was asked for. It also keeps the
     stream's order whatever the stages do: content, then one Usage, then one
-    Finished; content after the end is discarded.
+    Finished; content after the end is discarded. With a JSON response format,
+    :meth:`close` raises instead of finishing when the text the client got is not
+    the JSON it asked for.
     """
 
     def __init__(self, request: CompletionRequest) -> None:
         self.limiter = _make_limiter(request)
-        self.fences = JsonFenceStripper() if request.response_format is not None else None
+        fmt = request.response_format
+        self.fences = JsonFenceStripper() if fmt is not None else None
+        self.json_check = JsonOutputCheck(fmt) if fmt is not None else None
         self.usage: Usage | None = None
         self.finish: Finished | None = None
         self._cut_short = False
@@ -56,7 +62,14 @@ class OutputPipeline:
                 if isinstance(item, ToolCallStart):
                     out.extend(self._flush_fences())
                 out.append(item)
+        self._check(out)
         return out
+
+    def _check(self, out: list[Event]) -> None:
+        if self.json_check is not None:
+            for item in out:
+                if isinstance(item, TextDelta):
+                    self.json_check.feed(item.text)
 
     def _flush_fences(self) -> list[Event]:
         if self.fences is None:
@@ -66,7 +79,11 @@ class OutputPipeline:
         return [TextDelta(tail)] if tail else []
 
     def close(self) -> list[Event]:
-        """The held-back tail, the usage and the finish. Raises if the run never finished."""
+        """The held-back tail, the usage and the finish.
+
+        Raises if the run never finished, or if it finished normally with text that is
+        not the JSON the response format asked for (the error replaces the finish).
+        """
         out: list[Event] = []
         if self.limiter is not None:
             out.extend(e for e in self.limiter.close() if isinstance(e, TextDelta))
@@ -75,6 +92,11 @@ class OutputPipeline:
             raise ClawrapError(
                 "api_error", "The reply from Claude ended unexpectedly.", code="incomplete_reply"
             )
+        self._check(out)
+        if self.json_check is not None:
+            error = self.json_check.verdict(self.finish.reason)
+            if error is not None:
+                raise error
         if self.usage is not None:
             out.append(self.usage)
         out.append(self.finish)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clawrap._errors import ClawrapError
+from clawrap._events import Finished, TextDelta
 from clawrap._json_output import (
     MESSAGE_LIMIT,
     JsonOutputCheck,
@@ -17,7 +18,8 @@ from clawrap._json_output import (
     output_problem,
     schema_problem,
 )
-from clawrap._request import ResponseFormat
+from clawrap._output_pipeline import OutputPipeline
+from clawrap._request import CompletionRequest, ResponseFormat
 
 PERSON = {
     "type": "object",
@@ -182,3 +184,45 @@ def test_an_invalid_answer_becomes_a_502_invalid_json_output() -> None:
 @pytest.mark.parametrize("reason", ["max_tokens", "stop_sequence", "tool_calls", "refusal"])
 def test_a_reply_that_did_not_end_normally_is_not_checked(reason: str) -> None:
     assert verdict('{"name": "An', PERSON_FORMAT, reason) is None
+
+
+# -- in the output pipeline
+
+
+def run_pipeline(fmt: ResponseFormat | None, *events: Any, **request: Any) -> list[Any]:
+    pipeline = OutputPipeline(
+        CompletionRequest(model="m", requested_model="m", turns=(), response_format=fmt, **request)
+    )
+    out: list[Any] = []
+    for event in events:
+        out.extend(pipeline.feed(event))
+    return out + pipeline.close()
+
+
+def test_the_pipeline_checks_the_text_without_its_fence() -> None:
+    out = run_pipeline(
+        PERSON_FORMAT,
+        TextDelta('```json\n{"name": '),
+        TextDelta('"Ann", "age": 3}\n```'),
+        Finished("end_turn"),
+    )
+    assert "".join(e.text for e in out if isinstance(e, TextDelta)) == '{"name": "Ann", "age": 3}'
+    assert out[-1] == Finished("end_turn")
+
+
+def test_the_pipeline_raises_instead_of_finishing_an_invalid_answer() -> None:
+    with pytest.raises(ClawrapError) as caught:
+        run_pipeline(PERSON_FORMAT, TextDelta('{"name": "Ann"}'), Finished("end_turn"))
+    assert caught.value.code == "invalid_json_output"
+
+
+def test_the_pipeline_leaves_an_answer_cut_by_max_tokens_to_its_finish_reason() -> None:
+    out = run_pipeline(
+        PERSON_FORMAT, TextDelta('{"name": "A'), TextDelta("nn"), max_output_tokens=1
+    )
+    assert out[-1] == Finished("max_tokens")
+
+
+def test_the_pipeline_does_not_check_text_replies() -> None:
+    out = run_pipeline(None, TextDelta("plain words"), Finished("end_turn"))
+    assert out[-1] == Finished("end_turn")
