@@ -34,6 +34,7 @@ from ._agent_mode import agent_sdk_options
 from ._client_tools import ClientTools
 from ._config import Settings
 from ._errors import invalid_request
+from ._json_output import check_response_format
 from ._mcp_registry import McpRegistry
 from ._request import CompletionRequest, ResponseFormat
 
@@ -218,6 +219,8 @@ class OptionsBuilder:
         budget = request.thinking_budget
         if budget is not None and (isinstance(budget, bool) or budget < 1):
             raise invalid_request("The thinking budget must be a positive number of tokens.")
+        # Before a process is taken: a schema the answer cannot be checked against is a 400.
+        check_response_format(request.response_format)
         system = request.system if request.system else NEUTRAL_SYSTEM_PROMPT
         suffix = getattr(tools, "system_suffix", "") if tools else ""
         if suffix:
