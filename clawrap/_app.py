@@ -1,4 +1,4 @@
-"""The ASGI app: a handwritten router in front of the exchange and the small routes.
+"""The ASGI app: a handwritten router in front of the exchange and the describing routes.
 
 :func:`create_app` returns a plain ASGI callable handling ``http`` and
 ``lifespan`` scopes. Routes are a dict keyed by (method, path); every path is
@@ -6,32 +6,25 @@ also reachable without its ``/v1`` prefix, since some clients are configured
 with a base URL lacking it. Before routing, the Host and Origin checks run;
 after routing, the API key check (``GET /health`` stays open).
 
-Errors are rendered in the protocol of the route: Anthropic's shape under
-``/v1/messages`` (and for ``/v1/models`` asked by a client sending
-``anthropic-version``), OpenAI's shape elsewhere. Every response carries
-``x-request-id`` (the client's, sanitised, or a new one) and, for configured
-origins, CORS headers. One log line per request (:mod:`clawrap._request_log`).
+Errors are rendered in the protocol of the route (:mod:`clawrap._route_call`).
+Every response carries ``x-request-id`` (the client's, sanitised, or a new one)
+and, for configured origins, CORS headers. One log line per request
+(:mod:`clawrap._request_log`).
 
 Completion routes read Claude Code's own settings first
 (:func:`~clawrap._agent_mode.parse_claude_headers`: the ``X-Claude-*`` headers
 and the body's ``enable_tools`` / ``claude``), take those fields out of the
 body, let the dialect decode the rest and lay the settings over its request.
-``GET /v1/tools`` and ``GET /v1/mcp/servers`` say what agent mode offers.
-
-Sessions (:mod:`clawrap._session_routes`): ``GET /v1/sessions``,
-``GET /v1/sessions/stats``, ``GET`` and ``DELETE /v1/sessions/{id}``, behind
-the API key like every route but ``/health``; a 501 when the app has no store.
+The routes that describe the server (models, pool, sessions, tools, MCP
+servers, health, version, landing page) live in :mod:`clawrap._info_routes`;
+they sit behind the API key like every route but ``/health``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Literal
-from urllib.parse import parse_qsl
+from collections.abc import Mapping
 
 import trio
 
@@ -56,36 +49,17 @@ from ._http import (
     send_bytes,
     send_json,
 )
+from ._info_routes import InfoRoutes
 from ._mcp_registry import McpRegistry
-from ._model_list import model_object, models_body
 from ._request_log import RequestRecord, log_request, request_id
+from ._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
 from ._sessions import SessionStore
-from ._version import __version__
 
 logger = logging.getLogger("clawrap.app")
 
-Shape = Literal["openai", "anthropic"]
-HTML_TYPE = b"text/html; charset=utf-8"
-_MODEL_PREFIX = "/v1/models/"
 _SESSION_PREFIX = "/v1/sessions/"
 # Body fields that are Claude Code's settings, not the dialect's.
 _CLAUDE_FIELDS = ("enable_tools", "claude")
-
-
-@dataclass(slots=True)
-class Call:
-    """One HTTP request as the handlers see it."""
-
-    request: Request
-    receive: Receive
-    send: Send
-    record: RequestRecord
-    path: str  # the route's canonical path (with /v1)
-    shape: Shape
-    params: dict[str, str] = field(default_factory=dict)
-
-
-Handler = Callable[[Call], Awaitable[None]]
 
 
 def canonical_path(path: str) -> str:
@@ -95,47 +69,6 @@ def canonical_path(path: str) -> str:
     if path.startswith("/v1/") or path in ("/", "/health", "/version", "/v1"):
         return path
     return "/v1" + path
-
-
-def error_shape(path: str, headers: Mapping[str, str]) -> Shape:
-    if path == "/v1/messages" or path.startswith("/v1/messages/"):
-        return "anthropic"
-    if (path == "/v1/models" or path.startswith(_MODEL_PREFIX)) and "anthropic-version" in headers:
-        return "anthropic"
-    return "openai"
-
-
-def render_error(shape: Shape, error: ClawrapError) -> dict[str, Any]:
-    """An HTTP error body in ``shape``, from the dialect modules (or a minimal fallback)."""
-    try:
-        if shape == "anthropic":
-            from ._anthropic_encode import error_body as anthropic_error_body
-
-            return anthropic_error_body(error)
-        from ._openai_encode import error_body as openai_error_body
-
-        return openai_error_body(error)
-    except ImportError:
-        if shape == "anthropic":
-            return {"type": "error", "error": {"type": error.kind, "message": error.message}}
-        return {
-            "error": {
-                "message": error.message,
-                "type": error.kind,
-                "param": error.param,
-                "code": error.code,
-            }
-        }
-
-
-async def send_error(call: Call, error: ClawrapError) -> None:
-    call.record.error = error.kind
-    await send_json(
-        call.send,
-        error.status,
-        render_error(call.shape, error),
-        retry_after_header(error.retry_after),
-    )
 
 
 def _default_dialects() -> dict[str, Dialect]:
@@ -180,21 +113,12 @@ class App:
         # Set when the server begins to shut down: running exchanges end after a grace.
         self.shutdown = trio.Event()
         self.started_at = int(time.time())
+        self.info = InfoRoutes(settings, backend, mcp, self.sessions, self.started_at)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
-            ("GET", "/v1/models"): self._models,
-            ("GET", "/v1/models/{id}"): self._model,
-            ("GET", "/v1/pool"): self._pool,
-            ("GET", "/v1/sessions"): self._sessions,
-            ("GET", "/v1/sessions/{id}"): self._sessions,
-            ("DELETE", "/v1/sessions/{id}"): self._sessions,
-            ("GET", "/v1/tools"): self._tools,
-            ("GET", "/v1/mcp/servers"): self._mcp_servers,
-            ("GET", "/health"): self._health,
-            ("GET", "/version"): self._version,
-            ("GET", "/"): self._landing,
+            **self.info.routes(),
         }
         self.methods: dict[str, list[str]] = {}
         for method, path in self.routes:
@@ -268,9 +192,9 @@ class App:
             await send_error(call, refusal)
             return
         route = call.path
-        if call.path.startswith(_MODEL_PREFIX) and len(call.path) > len(_MODEL_PREFIX):
+        if call.path.startswith(MODEL_PREFIX) and len(call.path) > len(MODEL_PREFIX):
             route = "/v1/models/{id}"
-            call.params["id"] = call.path[len(_MODEL_PREFIX) :]
+            call.params["id"] = call.path[len(MODEL_PREFIX) :]
         elif call.path.startswith(_SESSION_PREFIX) and len(call.path) > len(_SESSION_PREFIX):
             route = "/v1/sessions/{id}"
         allowed = self.methods.get(route)
@@ -287,18 +211,12 @@ class App:
                 f"{method} is not allowed on {route}; use {', '.join(allowed)}.",
                 code="method_not_allowed",
             )
-            call.record.error = error.kind
-            await send_json(
-                call.send,
-                405,
-                render_error(call.shape, error),
-                [("allow", ", ".join([*allowed, "OPTIONS"]))],
-            )
+            await send_error(call, error, [("allow", ", ".join([*allowed, "OPTIONS"]))])
             return
         denied = security.check_api_key(self.settings, method, route, headers)
         if denied is not None:
             if route == "/":
-                await self._locked_landing(call)
+                await self.info.locked_landing(call)
             else:
                 await send_error(call, denied)
             return
@@ -370,91 +288,6 @@ class App:
             return
         await send_json(call.send, 200, result)
 
-    # -- the small routes --------------------------------------------------------------------------
-
-    async def _models(self, call: Call) -> None:
-        await send_json(call.send, 200, models_body(self.settings, call.shape, self.started_at))
-
-    async def _model(self, call: Call) -> None:
-        try:
-            body = model_object(self.settings, call.params["id"], call.shape, self.started_at)
-        except ClawrapError as error:
-            await send_error(call, error)
-            return
-        await send_json(call.send, 200, body)
-
-    async def _sessions(self, call: Call) -> None:
-        from ._session_routes import session_route
-
-        try:
-            if self.sessions is None:
-                raise ClawrapError(
-                    "api_error",
-                    "Sessions are not available on this server.",
-                    status=501,
-                    code="sessions_unavailable",
-                )
-            try:
-                query = dict(parse_qsl(call.request.query, max_num_fields=10))
-            except ValueError:
-                raise ClawrapError("invalid_request", "Malformed query string.") from None
-            tail = call.path[len("/v1/sessions") :]
-            body = await session_route(self.sessions.store, call.request.method, tail, query)
-        except ClawrapError as error:
-            await send_error(call, error)
-            return
-        await send_json(call.send, 200, body)
-
-    async def _pool(self, call: Call) -> None:
-        await send_json(call.send, 200, self.backend.status())
-
-    async def _tools(self, call: Call) -> None:
-        listing = getattr(self.backend, "agent_tools", None)
-        if not callable(listing):
-            from ._agent_runner import tools_body
-
-            listing = partial(tools_body, self.settings)
-        await send_json(call.send, 200, listing())
-
-    async def _mcp_servers(self, call: Call) -> None:
-        await send_json(call.send, 200, {"object": "list", "data": self.mcp.describe()})
-
-    async def _health(self, call: Call) -> None:
-        await send_json(call.send, 200, {"status": "ok"})
-
-    async def _version(self, call: Call) -> None:
-        await send_json(call.send, 200, {"name": "clawrap", "version": __version__})
-
-    async def _landing(self, call: Call) -> None:
-        host = call.request.headers.get("host", f"{self.settings.host}:{self.settings.port}")
-        try:
-            from ._auth import detect_auth
-            from ._landing import render_landing
-            from ._model_list import advertised
-        except ImportError:
-            page = f"<!doctype html><title>clawrap</title><h1>clawrap {__version__}</h1>"
-        else:
-            # detect_auth may ask the OS keychain: keep it off the event loop.
-            auth = await trio.to_thread.run_sync(detect_auth, self.settings)
-            page = render_landing(
-                self.settings,
-                auth,
-                base_url=f"http://{host}/v1",
-                models=advertised(self.settings),
-                version=__version__,
-            )
-        await send_bytes(call.send, 200, page.encode(), HTML_TYPE)
-
-    async def _locked_landing(self, call: Call) -> None:
-        call.record.error = "authentication"
-        try:
-            from ._landing import render_locked
-        except ImportError:
-            page = "<!doctype html><title>clawrap</title><h1>API key required</h1>"
-        else:
-            page = render_locked()
-        await send_bytes(call.send, 401, page.encode(), HTML_TYPE)
-
 
 def _unknown_url(method: str, path: str) -> ClawrapError:
     shown = path if len(path) <= 200 else path[:200] + "..."
@@ -489,4 +322,4 @@ def create_app(
     return App(settings, backend, dialects, mcp, sessions)
 
 
-__all__ = ["App", "Call", "canonical_path", "create_app", "error_shape", "render_error"]
+__all__ = ["App", "canonical_path", "create_app"]

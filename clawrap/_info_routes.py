@@ -1,0 +1,149 @@
+"""The routes that describe the server: models, pool, sessions, tools, MCP servers, health, version.
+
+:class:`InfoRoutes` answers ``GET /v1/models`` and ``/v1/models/{id}``,
+``GET /v1/pool``, the session routes (:mod:`clawrap._session_routes`; a 501
+when the server has no store), ``GET /v1/tools`` and ``GET /v1/mcp/servers``
+(what agent mode offers), ``GET /health``, ``GET /version`` and the landing
+page ``GET /`` (and the page shown in its place when an API key is required).
+None of them starts a CLI process or calls upstream.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from urllib.parse import parse_qsl
+
+import trio
+
+from ._backend import Backend
+from ._config import Settings
+from ._errors import ClawrapError
+from ._exchange import Sessions
+from ._http import send_bytes, send_json
+from ._mcp_registry import McpRegistry
+from ._model_list import model_object, models_body
+from ._route_call import Call, Handler, send_error
+from ._version import __version__
+
+HTML_TYPE = b"text/html; charset=utf-8"
+
+
+class InfoRoutes:
+    """The handlers of the describing routes, over the app's settings, backend and stores."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        mcp: McpRegistry,
+        sessions: Sessions | None,
+        started_at: int,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.mcp = mcp
+        self.sessions = sessions
+        self.started_at = started_at
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        """The handlers keyed by (method, route), as the router's table takes them."""
+        return {
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/v1/models/{id}"): self.model,
+            ("GET", "/v1/pool"): self.pool,
+            ("GET", "/v1/sessions"): self.session_route,
+            ("GET", "/v1/sessions/{id}"): self.session_route,
+            ("DELETE", "/v1/sessions/{id}"): self.session_route,
+            ("GET", "/v1/tools"): self.tools,
+            ("GET", "/v1/mcp/servers"): self.mcp_servers,
+            ("GET", "/health"): self.health,
+            ("GET", "/version"): self.version,
+            ("GET", "/"): self.landing,
+        }
+
+    async def models(self, call: Call) -> None:
+        await send_json(call.send, 200, models_body(self.settings, call.shape, self.started_at))
+
+    async def model(self, call: Call) -> None:
+        try:
+            body = model_object(self.settings, call.params["id"], call.shape, self.started_at)
+        except ClawrapError as error:
+            await send_error(call, error)
+            return
+        await send_json(call.send, 200, body)
+
+    async def session_route(self, call: Call) -> None:
+        from ._session_routes import session_route
+
+        try:
+            if self.sessions is None:
+                raise ClawrapError(
+                    "api_error",
+                    "Sessions are not available on this server.",
+                    status=501,
+                    code="sessions_unavailable",
+                )
+            try:
+                query = dict(parse_qsl(call.request.query, max_num_fields=10))
+            except ValueError:
+                raise ClawrapError("invalid_request", "Malformed query string.") from None
+            tail = call.path[len("/v1/sessions") :]
+            body = await session_route(self.sessions.store, call.request.method, tail, query)
+        except ClawrapError as error:
+            await send_error(call, error)
+            return
+        await send_json(call.send, 200, body)
+
+    async def pool(self, call: Call) -> None:
+        await send_json(call.send, 200, self.backend.status())
+
+    async def tools(self, call: Call) -> None:
+        listing = getattr(self.backend, "agent_tools", None)
+        if not callable(listing):
+            from ._agent_runner import tools_body
+
+            listing = partial(tools_body, self.settings)
+        await send_json(call.send, 200, listing())
+
+    async def mcp_servers(self, call: Call) -> None:
+        await send_json(call.send, 200, {"object": "list", "data": self.mcp.describe()})
+
+    async def health(self, call: Call) -> None:
+        await send_json(call.send, 200, {"status": "ok"})
+
+    async def version(self, call: Call) -> None:
+        await send_json(call.send, 200, {"name": "clawrap", "version": __version__})
+
+    async def landing(self, call: Call) -> None:
+        host = call.request.headers.get("host", f"{self.settings.host}:{self.settings.port}")
+        try:
+            from ._auth import detect_auth
+            from ._landing import render_landing
+            from ._model_list import advertised
+        except ImportError:
+            page = f"<!doctype html><title>clawrap</title><h1>clawrap {__version__}</h1>"
+        else:
+            # detect_auth may ask the OS keychain: keep it off the event loop.
+            auth = await trio.to_thread.run_sync(detect_auth, self.settings)
+            page = render_landing(
+                self.settings,
+                auth,
+                base_url=f"http://{host}/v1",
+                models=advertised(self.settings),
+                version=__version__,
+            )
+        await send_bytes(call.send, 200, page.encode(), HTML_TYPE)
+
+    async def locked_landing(self, call: Call) -> None:
+        """The landing page's place when the API key is missing or wrong: a 401 page."""
+        call.record.error = "authentication"
+        try:
+            from ._landing import render_locked
+        except ImportError:
+            page = "<!doctype html><title>clawrap</title><h1>API key required</h1>"
+        else:
+            page = render_locked()
+        await send_bytes(call.send, 401, page.encode(), HTML_TYPE)
+
+
+__all__ = ["HTML_TYPE", "InfoRoutes"]
