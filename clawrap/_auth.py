@@ -19,6 +19,7 @@ environment variables below, ``<config dir>/.credentials.json`` (config dir:
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -286,6 +287,29 @@ def _bundled_version(binary: Path) -> str | None:
     return None
 
 
+def sdk_version() -> str | None:
+    """The installed claude-agent-sdk's version, found without importing it (None if absent)."""
+    try:
+        return importlib.metadata.version("claude-agent-sdk")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    # Without distribution metadata (a single-file build), the package's own record.
+    try:
+        spec = importlib.util.find_spec("claude_agent_sdk")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    for location in spec.submodule_search_locations or []:
+        try:
+            text = (Path(location) / "_version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if found := re.search(r"__version__\s*=\s*['\"]([^'\"]+)", text):
+            return found.group(1)
+    return None
+
+
 def cli_info(settings: Settings, *, run: bool = True) -> CliInfo:
     """Which CLI the backend will start, and its version.
 
@@ -351,4 +375,5 @@ __all__ = [
     "cli_info",
     "detect_auth",
     "mask",
+    "sdk_version",
 ]

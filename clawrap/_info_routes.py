@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 import trio
 
+from ._auth import cli_info, sdk_version
 from ._backend import Backend
 from ._config import Settings
 from ._errors import ClawrapError
@@ -26,6 +27,20 @@ from ._route_call import Call, Handler, send_error
 from ._version import __version__
 
 HTML_TYPE = b"text/html; charset=utf-8"
+
+
+def version_body(settings: Settings) -> dict[str, str | None]:
+    """clawrap's version, the claude-agent-sdk's and the CLI's, without starting the CLI.
+
+    ``cli_version`` is the SDK's record for its bundled CLI; None when it cannot
+    be known without running the binary (a ``cli_path`` of the operator's).
+    """
+    return {
+        "name": "clawrap",
+        "version": __version__,
+        "sdk_version": sdk_version(),
+        "cli_version": cli_info(settings, run=False).version,
+    }
 
 
 class InfoRoutes:
@@ -112,7 +127,9 @@ class InfoRoutes:
         await send_json(call.send, 200, {"status": "ok"})
 
     async def version(self, call: Call) -> None:
-        await send_json(call.send, 200, {"name": "clawrap", "version": __version__})
+        # Reads the installed packages' files: kept off the event loop like any disk access.
+        body = await trio.to_thread.run_sync(version_body, self.settings)
+        await send_json(call.send, 200, body)
 
     async def landing(self, call: Call) -> None:
         host = call.request.headers.get("host", f"{self.settings.host}:{self.settings.port}")
@@ -146,4 +163,4 @@ class InfoRoutes:
         await send_bytes(call.send, 401, page.encode(), HTML_TYPE)
 
 
-__all__ = ["HTML_TYPE", "InfoRoutes"]
+__all__ = ["HTML_TYPE", "InfoRoutes", "version_body"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import subprocess
 
 import pytest
 from asgi_fakes import FakeDialect, call
+from claude_agent_sdk._cli_version import __cli_version__
 
 from clawrap._app import App, canonical_path, create_app
 from clawrap._config import Settings
@@ -77,6 +80,19 @@ async def test_health_is_ok_without_touching_the_backend(
 async def test_version_names_the_package(app: App) -> None:
     body = (await call(app, "GET", "/version")).json()
     assert body["name"] == "clawrap" and body["version"]
+
+
+async def test_version_names_the_sdk_and_its_bundled_cli_without_running_anything(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError("GET /version started a process")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    monkeypatch.setattr(subprocess, "run", no_process)
+    body = (await call(app, "GET", "/version")).json()
+    assert body["sdk_version"] == importlib.metadata.version("claude-agent-sdk")
+    assert body["cli_version"] == __cli_version__
 
 
 async def test_models_are_listed_in_openai_shape(app: App) -> None:
