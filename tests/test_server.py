@@ -35,14 +35,14 @@ class Running:
 
 
 @pytest.fixture
-async def running(nursery: trio.Nursery) -> AsyncIterator[Running]:
+async def running(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Running]:
     backend = ScriptedBackend(HELLO)
     stop, stopped = trio.Event(), trio.Event()
     out = io.StringIO()
 
     async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(
-            Settings(port=0),
+            Settings(port=0, data_dir=tmp_path),
             backend=backend,
             shutdown_trigger=stop.wait,
             out=out,
@@ -92,7 +92,7 @@ async def test_the_banner_says_where_to_connect(running: Running) -> None:
 
 
 async def test_shutdown_ends_a_running_stream_with_an_error_event(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(exchange, "SHUTDOWN_GRACE", 0.2)
     backend = ScriptedBackend([TextDelta("partial")], hang=True, ignore_halt=True)
@@ -100,7 +100,7 @@ async def test_shutdown_ends_a_running_stream_with_an_error_event(
 
     async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(
-            Settings(port=0),
+            Settings(port=0, data_dir=tmp_path),
             backend=backend,
             shutdown_trigger=stop.wait,
             out=None,
@@ -187,11 +187,11 @@ async def test_offline_mode_answers_through_the_real_cli_and_leaves_no_process(
 
 
 async def test_a_chunked_body_over_the_limit_is_refused_on_the_socket(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     stop = trio.Event()
     backend = ScriptedBackend(HELLO)
-    settings = Settings(port=0, max_body_bytes=100)
+    settings = Settings(port=0, max_body_bytes=100, data_dir=tmp_path)
     run = partial(serve, settings, backend=backend, shutdown_trigger=stop.wait, out=None)
     [url] = await nursery.start(run)
 
@@ -211,11 +211,12 @@ async def test_a_chunked_body_over_the_limit_is_refused_on_the_socket(
 
 
 async def test_a_client_leaving_mid_stream_cancels_the_backend_on_the_socket(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     stop = trio.Event()
     backend = ScriptedBackend([TextDelta("first")], hang=True, ignore_halt=True)
-    run = partial(serve, Settings(port=0), backend=backend, shutdown_trigger=stop.wait, out=None)
+    settings = Settings(port=0, data_dir=tmp_path)
+    run = partial(serve, settings, backend=backend, shutdown_trigger=stop.wait, out=None)
     [url] = await nursery.start(run)
     host, port = url.removeprefix("http://").rsplit(":", 1)
     body = json.dumps(
