@@ -24,7 +24,15 @@ Pure (no I/O). Three jobs:
      turns to fit its window): the rest is new.
   6. The first turn differs but a later one sits where it was: the first
      message was edited, a fork at 0.
-  7. Otherwise they are new messages.
+  7. The first turn differs, nothing lines up, but at least ``n >= 2`` turns
+     came and the first ``n`` have the stored turns' shapes (:func:`turn_shape`:
+     role, tool calls, tool results): the same conversation resent with its
+     first message edited and the client's copy of every later turn differing
+     too (an answer it reformatted, or the only answer of a two-turn
+     session), a fork at 0. The length and shape of a resend survive any
+     rewording; new messages sent without their history are one message
+     (rule 2) or a few, not the session's whole pattern over again.
+  8. Otherwise they are new messages.
 
   A fork never changes the stored session: what the model sees is exactly
   what the client sent. Nothing new after the last answer is a 400.
@@ -267,8 +275,27 @@ def _overlap(old: Sequence[str], new: Sequence[str]) -> int:
     return 0
 
 
-def match_history(old: Sequence[str], new: Sequence[str]) -> Match:
-    """Apply the module's rules to stored digests ``old`` and incoming digests ``new``."""
+def turn_shape(turn: Turn) -> str:
+    """A turn's role and whether it carries tool calls or tool results, e.g. ``user+result``."""
+    shape: str = turn.role
+    if any(isinstance(p, ToolUsePart) for p in turn.parts):
+        shape += "+call"
+    if any(isinstance(p, ToolResultPart) for p in turn.parts):
+        shape += "+result"
+    return shape
+
+
+def match_history(
+    old: Sequence[str],
+    new: Sequence[str],
+    *,
+    shapes: tuple[Sequence[str], Sequence[str]] | None = None,
+) -> Match:
+    """Apply the module's rules to stored digests ``old`` and incoming digests ``new``.
+
+    ``shapes``: the :func:`turn_shape` of the stored and the incoming turns, for
+    rule 7; without them that rule never applies.
+    """
     n, m = len(old), len(new)
     if n == 0:
         return Match("new", 0, 0)
@@ -285,6 +312,8 @@ def match_history(old: Sequence[str], new: Sequence[str]) -> Match:
     if w:
         return Match("window", n, w)
     if any(old[i] == new[i] for i in range(1, min(n, m))):
+        return Match("fork", 0, 0)
+    if shapes is not None and 2 <= n <= m and list(shapes[0]) == list(shapes[1][:n]):
         return Match("fork", 0, 0)
     return Match("append", n, 0)
 
@@ -329,7 +358,8 @@ def merge_history(
     if len(old) != len(stored):
         raise ValueError("stored_digests does not match stored")
     new = [turn_digest(t) for t in incoming]
-    match = match_history(old, new)
+    shapes = ([turn_shape(t) for t in stored], [turn_shape(t) for t in incoming])
+    match = match_history(old, new, shapes=shapes)
     added = tuple(incoming[match.skip :])
     conversation = tuple(stored[: match.base]) + added
     if not added and conversation[-1].role == "assistant":
@@ -420,5 +450,6 @@ __all__ = [
     "prefix_keys",
     "turn_digest",
     "turn_from_json",
+    "turn_shape",
     "turn_to_json",
 ]

@@ -46,7 +46,14 @@ import trio
 
 from . import _session_db as db
 from ._config import Settings
-from ._conversation import Merge, dumps_turn, match_history, merge_history, turn_digest
+from ._conversation import (
+    Merge,
+    dumps_turn,
+    match_history,
+    merge_history,
+    turn_digest,
+    turn_shape,
+)
 from ._errors import ClawrapError, invalid_request
 from ._events import Usage
 from ._request import CompletionRequest, Turn
@@ -239,6 +246,7 @@ class SessionStore:
         """
         check_session_id(session_id)
         new = [turn_digest(t) for t in incoming]
+        new_shapes = [turn_shape(t) for t in incoming]
         cutoff = self._cutoff()
 
         def resolve(conn: sqlite3.Connection) -> Resolution:
@@ -246,10 +254,14 @@ class SessionStore:
             if info is None:
                 return Resolution(session_id, session_id, merge_history((), incoming), None)
             digests = db.load_digests(conn, info.id)
-            if match_history(digests, new).base < len(digests):
-                # A fork, unless the client is resending a branch made by an earlier edit.
-                info, digests = self._branch(conn, info, new, cutoff) or (info, digests)
             stored = db.load_turns(conn, info.id)
+            shapes = ([turn_shape(t) for t in stored], new_shapes)
+            if match_history(digests, new, shapes=shapes).base < len(digests):
+                # A fork, unless the client is resending a branch made by an earlier edit.
+                branch = self._branch(conn, info, new, cutoff)
+                if branch is not None:
+                    info, digests = branch
+                    stored = db.load_turns(conn, info.id)
             merge = merge_history(stored, incoming, stored_digests=digests)
             target = db.free_id(conn, info.root) if merge.forks else info.id
             return Resolution(session_id, target, merge, info)

@@ -14,6 +14,7 @@ from clawrap._conversation import (
     merge_history,
     prefix_keys,
     turn_digest,
+    turn_shape,
 )
 from clawrap._errors import ClawrapError
 from clawrap._events import (
@@ -206,6 +207,44 @@ def test_an_edited_first_message_forks_at_the_start() -> None:
     assert merge.kind == "fork"
     assert merge.base == 0
     assert merge.conversation == tuple(incoming)
+
+
+def test_an_edited_first_message_forks_at_the_start_when_the_client_rewrote_the_answer_too() -> (
+    None
+):
+    stored = (user("u1"), assistant("a1"))
+    incoming = [user("u1 edited"), assistant("a1, as the client shows it"), user("u2")]
+    merge = merge_history(stored, incoming)
+    assert (merge.kind, merge.base) == ("fork", 0)
+    assert merge.conversation == tuple(incoming)
+    assert merge.new == tuple(incoming)
+
+
+def test_a_resend_with_every_turn_differing_but_the_same_shape_forks_at_the_start() -> None:
+    incoming = [user("v1"), assistant("b1"), user("v2"), assistant("b2"), user("v3")]
+    merge = merge_history(STORED, incoming)
+    assert (merge.kind, merge.base) == ("fork", 0)
+    assert merge.conversation == tuple(incoming)
+
+
+def test_new_messages_in_another_shape_than_the_history_are_appended() -> None:
+    result = Turn("user", (ToolResultPart("c", (TextPart("r"),)),))
+    incoming = [result, user("and then"), assistant("noted"), user("more")]
+    merge = merge_history(STORED, incoming)
+    assert merge.kind == "append"
+    assert merge.conversation == (*STORED, *incoming)
+
+
+def test_a_single_stored_turn_is_too_little_to_tell_a_resend_from_new_messages() -> None:
+    merge = merge_history((user("u1"),), [user("u2"), user("u3")])
+    assert merge.kind == "append"
+
+
+def test_a_turns_shape_is_its_role_and_its_tool_calls_and_results() -> None:
+    call = Turn("assistant", (TextPart("x"), ToolUsePart("c", "f", {})))
+    result = Turn("user", (ToolResultPart("c", (TextPart("r"),)),))
+    shapes = [turn_shape(t) for t in (user("q"), assistant("a"), call, result)]
+    assert shapes == ["user", "assistant", "assistant+call", "user+result"]
 
 
 def test_resending_the_history_up_to_a_question_regenerates_its_answer() -> None:

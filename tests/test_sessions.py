@@ -213,6 +213,18 @@ async def test_resending_a_forked_history_under_the_old_id_continues_the_fork(
     assert await texts(store, "s.1") == ["one", "1", "TWO", "II", "three", "3"]
 
 
+async def test_an_edited_first_message_with_a_rewritten_answer_branches_and_the_branch_goes_on(
+    store: SessionStore,
+) -> None:
+    await exchange(store, "s", [user("one")], "1")
+    edited = [user("ONE"), assistant("1, reformatted"), user("two")]
+    assert await exchange(store, "s", edited, "2") == "s.1"
+    resolution = await store.resolve("s", [*edited, assistant("2"), user("three")])
+    assert resolution.session_id == "s.1"
+    assert resolution.merge.new == (user("three"),)
+    assert await texts(store, "s") == ["one", "1"]
+
+
 async def test_asking_again_for_an_answer_regenerates_it_on_a_branch(
     store: SessionStore,
 ) -> None:

@@ -242,6 +242,31 @@ async def test_an_edited_earlier_message_branches_instead_of_rewriting_the_sessi
     assert (branch["parent"], branch["fork_turn"], branch["turns"]) == ("edit", 2, 4)
 
 
+async def test_an_edited_first_message_resent_with_its_history_branches_at_the_start(
+    clawrap_server: Clawrap,
+) -> None:
+    ada = scripted("Call me Ada.", "Hello Ada.")
+    grace = scripted("Call me Grace.", "Hello Grace.")
+    tea = scripted("I like tea.", "Tea it is.")
+    # The client's copy of the answer is not the stored one either (it reformatted it).
+    history: Messages = [
+        {"role": "user", "content": grace},
+        {"role": "assistant", "content": "**Hello Ada!**"},
+        {"role": "user", "content": tea},
+    ]
+    with trio.fail_after(TEST_LIMIT):
+        await chat(clawrap_server, [{"role": "user", "content": ada}], session="first-edit")
+        reply = await chat(clawrap_server, history, session="first-edit")
+        original = (await get(clawrap_server, "/v1/sessions/first-edit")).json()
+    assert reply.headers["x-session-id"] == "first-edit.1"
+    assert upstream_turns(completions(clawrap_server)[-1]) == [
+        ("user", [grace]),
+        ("assistant", ["**Hello Ada!**"]),
+        ("user", [tea]),
+    ]
+    assert [m["content"][0]["text"] for m in original["messages"]] == [ada, "Hello Ada."]
+
+
 async def test_two_requests_on_one_session_are_served_one_after_the_other(
     clawrap_server: Clawrap,
 ) -> None:
