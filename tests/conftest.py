@@ -46,17 +46,8 @@ async def scripted_model(nursery: trio.Nursery) -> AsyncIterator[RunningScripted
 @pytest.fixture
 def claude_env(scripted_model: RunningScriptedModel, tmp_path: Path) -> dict[str, str]:
     """The CLI's environment: only the scripted model, a throwaway config dir, nothing else."""
-    config_dir = tmp_path / "claude-config"
-    config_dir.mkdir()
-    return {
-        "ANTHROPIC_BASE_URL": scripted_model.url,
-        "ANTHROPIC_API_KEY": "sk-scripted",
-        "CLAUDE_CONFIG_DIR": str(config_dir),
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_UPDATES": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "DISABLE_INSTALLATION_CHECKS": "1",
-    }
+    # Imported here: e2e is loaded as a plugin below, after this module, to get its asserts
+    # rewritten.
+    from e2e import cli_env
+
+    return cli_env(scripted_model.url, tmp_path / "claude-config")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -106,7 +107,7 @@ async def start_upstream(nursery: trio.Nursery) -> Upstream:
 
 
 def cli_env(upstream_url: str, config_dir: Path) -> dict[str, str]:
-    """What tests/conftest.py's ``claude_env`` gives: only the scripted model, a temp config."""
+    """The CLI's environment, for conftest's ``claude_env`` too: the scripted model only."""
     config_dir.mkdir(parents=True, exist_ok=True)
     return {
         "ANTHROPIC_BASE_URL": upstream_url,
@@ -202,6 +203,42 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@asynccontextmanager
+async def serving_claude(
+    nursery: trio.Nursery, tmp_path: Path, upstream: Upstream, settings: Settings
+) -> AsyncIterator[Clawrap]:
+    """clawrap with ``settings`` serving the Claude backend against ``upstream``.
+
+    The CLI's config goes in ``tmp_path/claude``. On exit the server shuts down and no
+    CLI process may be left.
+    """
+    stop, stopped = trio.Event(), trio.Event()
+    backend = ClaudeBackend(settings, cli_env=cli_env(upstream.url, tmp_path / "claude"))
+
+    async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as pool_nursery:
+                await backend.start(pool_nursery)
+                await serve(
+                    settings,
+                    backend=backend,
+                    shutdown_trigger=stop.wait,
+                    out=None,
+                    task_status=task_status,
+                )
+        finally:
+            stopped.set()
+
+    with trio.fail_after(TEST_LIMIT):
+        [url] = await nursery.start(run)
+    server = Clawrap(url, upstream, backend, settings, stop=stop, stopped=stopped)
+    try:
+        yield server
+    finally:
+        await server.shutdown()
+        assert claude_children() == []
+
+
 @pytest.fixture
 async def clawrap_server(
     nursery: trio.Nursery, tmp_path: Path, request: pytest.FixtureRequest
@@ -218,34 +255,14 @@ async def clawrap_server(
         data_dir=tmp_path / "data",
         **overrides,
     )
-    stop, stopped = trio.Event(), trio.Event()
     with trio.fail_after(TEST_LIMIT):
         upstream = await start_upstream(nursery)
-        backend = ClaudeBackend(settings, cli_env=cli_env(upstream.url, tmp_path / "claude"))
-
-        async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                async with trio.open_nursery() as pool_nursery:
-                    await backend.start(pool_nursery)
-                    await serve(
-                        settings,
-                        backend=backend,
-                        shutdown_trigger=stop.wait,
-                        out=None,
-                        task_status=task_status,
-                    )
-            finally:
-                stopped.set()
-
-        [url] = await nursery.start(run)
-    server = Clawrap(url, upstream, backend, settings, stop=stop, stopped=stopped)
     try:
-        yield server
+        async with serving_claude(nursery, tmp_path, upstream, settings) as server:
+            yield server
     finally:
-        await server.shutdown()
         # Collect now, so an SDK generator left unfinished is reported by the test that left it.
         gc.collect()
-        assert claude_children() == []
 
 
 __all__ = [
@@ -256,6 +273,7 @@ __all__ = [
     "clawrap_server",
     "cli_env",
     "in_thread",
+    "serving_claude",
     "sse_data",
     "start_upstream",
     "wait_until",

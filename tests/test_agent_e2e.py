@@ -16,15 +16,13 @@ from typing import Any
 import openai
 import pytest
 import trio
-from e2e import TEST_LIMIT, Clawrap, cli_env, in_thread, start_upstream, wait_until
+from e2e import TEST_LIMIT, Clawrap, in_thread, serving_claude, start_upstream, wait_until
 from openai.types.chat import ChatCompletionChunk
 from procs import claude_children, cmdline
 
-from clawrap._claude_backend import ClaudeBackend
 from clawrap._config import Settings
 from clawrap._process_tree import descendants, is_alive
 from clawrap._scripted_model import Reply, ToolUse
-from clawrap._server import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -55,32 +53,10 @@ async def agent_server(nursery: trio.Nursery, tmp_path: Path, root: Path) -> Asy
         agent_roots=(str(root),),
         agent_allow_bypass=True,
     )
-    stop, stopped = trio.Event(), trio.Event()
     with trio.fail_after(TEST_LIMIT):
         upstream = await start_upstream(nursery)
-        backend = ClaudeBackend(settings, cli_env=cli_env(upstream.url, tmp_path / "claude"))
-
-        async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                async with trio.open_nursery() as pool_nursery:
-                    await backend.start(pool_nursery)
-                    await serve(
-                        settings,
-                        backend=backend,
-                        shutdown_trigger=stop.wait,
-                        out=None,
-                        task_status=task_status,
-                    )
-            finally:
-                stopped.set()
-
-        [url] = await nursery.start(run)
-    server = Clawrap(url, upstream, backend, settings, stop=stop, stopped=stopped)
-    try:
+    async with serving_claude(nursery, tmp_path, upstream, settings) as server:
         yield server
-    finally:
-        await server.shutdown()
-        assert claude_children() == []
 
 
 def reasoning_of(chunk: ChatCompletionChunk) -> str:

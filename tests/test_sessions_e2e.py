@@ -23,17 +23,14 @@ from e2e import (
     TEST_LIMIT,
     Clawrap,
     Upstream,
-    cli_env,
     in_thread,
+    serving_claude,
     start_upstream,
     wait_until,
 )
-from procs import claude_children
 
-from clawrap._claude_backend import ClaudeBackend
 from clawrap._config import Settings
 from clawrap._scripted_model import RecordedRequest
-from clawrap._server import serve
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
 
@@ -99,30 +96,8 @@ async def running(
     settings = Settings(
         port=0, pool_size=1, upstream_retries=0, data_dir=tmp_path / "data", **overrides
     )
-    backend = ClaudeBackend(settings, cli_env=cli_env(upstream.url, tmp_path / "claude"))
-    stop, stopped = trio.Event(), trio.Event()
-
-    async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            async with trio.open_nursery() as pool_nursery:
-                await backend.start(pool_nursery)
-                await serve(
-                    settings,
-                    backend=backend,
-                    shutdown_trigger=stop.wait,
-                    out=None,
-                    task_status=task_status,
-                )
-        finally:
-            stopped.set()
-
-    [url] = await nursery.start(run)
-    server = Clawrap(url, upstream, backend, settings, stop=stop, stopped=stopped)
-    try:
+    async with serving_claude(nursery, tmp_path, upstream, settings) as server:
         yield server
-    finally:
-        await server.shutdown()
-        assert claude_children() == []
 
 
 # ---------------------------------------------------------------- what the model sees
