@@ -30,7 +30,7 @@ from ._scripted_model import (
     render_stream,
     reply_from_json,
 )
-from ._sse import dumps
+from ._sse import dumps, sse_event
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -218,7 +218,11 @@ async def _stream(send: Send, reply: Reply, body: dict[str, Any]) -> None:
             if reply.error_after is not None:
                 data = render_error(reply)
                 await send(
-                    {"type": "http.response.body", "body": _sse("error", data), "more_body": False}
+                    {
+                        "type": "http.response.body",
+                        "body": sse_event("error", data),
+                        "more_body": False,
+                    }
                 )
                 return
             if reply.drop_after is not None:
@@ -229,10 +233,6 @@ async def _stream(send: Send, reply: Reply, body: dict[str, Any]) -> None:
             sent += 1
         await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _sse(name: str, data: Any) -> bytes:
-    return f"event: {name}\ndata: {dumps(data)}\n\n".encode()
 
 
 def _limit_reached(reply: Reply, at_delta_or_end: bool, sent: int) -> bool:

@@ -4,7 +4,8 @@
 protocol shape its errors take: Anthropic's under ``/v1/messages`` (and for
 ``/v1/models`` asked by a client sending ``anthropic-version``), OpenAI's
 elsewhere (:func:`error_shape`). :func:`send_error` renders a
-:class:`~clawrap._errors.ClawrapError` in that shape.
+:class:`~clawrap._errors.ClawrapError` in that shape with the encoders' own
+``error_body``, so errors outside the completion routes look like theirs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._anthropic_encode import error_body as anthropic_error_body
 from ._errors import ClawrapError
 from ._http import Receive, Request, Send, retry_after_header, send_json
+from ._openai_encode import error_body as openai_error_body
 from ._request_log import RequestRecord
 
 Shape = Literal["openai", "anthropic"]
@@ -47,26 +50,10 @@ def error_shape(path: str, headers: Mapping[str, str]) -> Shape:
 
 
 def render_error(shape: Shape, error: ClawrapError) -> dict[str, Any]:
-    """An HTTP error body in ``shape``, from the dialect modules (or a minimal fallback)."""
-    try:
-        if shape == "anthropic":
-            from ._anthropic_encode import error_body as anthropic_error_body
-
-            return anthropic_error_body(error)
-        from ._openai_encode import error_body as openai_error_body
-
-        return openai_error_body(error)
-    except ImportError:
-        if shape == "anthropic":
-            return {"type": "error", "error": {"type": error.kind, "message": error.message}}
-        return {
-            "error": {
-                "message": error.message,
-                "type": error.kind,
-                "param": error.param,
-                "code": error.code,
-            }
-        }
+    """An HTTP error body in ``shape``: the dialect encoders' own error body."""
+    if shape == "anthropic":
+        return anthropic_error_body(error)
+    return openai_error_body(error)
 
 
 async def send_error(
