@@ -72,21 +72,11 @@ def canonical_path(path: str) -> str:
 
 
 def _default_dialects() -> dict[str, Dialect]:
-    dialects: dict[str, Dialect] = {}
-    # Imported here so the router never fails to load because a dialect module does.
-    try:
-        from ._openai_dialect import OpenAIChatDialect
+    # Imported here: only a server needs the dialects, not every importer of the router.
+    from ._anthropic_dialect import AnthropicMessagesDialect
+    from ._openai_dialect import OpenAIChatDialect
 
-        dialects["openai"] = OpenAIChatDialect()
-    except ImportError:
-        logger.exception("the OpenAI dialect could not be loaded")
-    try:
-        from ._anthropic_dialect import AnthropicMessagesDialect
-
-        dialects["anthropic"] = AnthropicMessagesDialect()
-    except ImportError:
-        logger.exception("the Anthropic dialect could not be loaded")
-    return dialects
+    return {"openai": OpenAIChatDialect(), "anthropic": AnthropicMessagesDialect()}
 
 
 class App:
@@ -275,11 +265,8 @@ class App:
         return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
 
     async def _count_tokens(self, call: Call) -> None:
-        try:
-            from ._anthropic_dialect import count_tokens_body
-        except ImportError:
-            await send_error(call, _unavailable(call.path))
-            return
+        from ._anthropic_dialect import count_tokens_body
+
         try:
             body = parse_json_object(await self._read(call))
             result = count_tokens_body(body, self.settings)

@@ -15,14 +15,15 @@ from urllib.parse import parse_qsl
 
 import trio
 
-from ._auth import cli_info, sdk_version
+from ._auth import cli_info, detect_auth, sdk_version
 from ._backend import Backend
 from ._config import Settings
 from ._errors import ClawrapError
 from ._exchange import Sessions
 from ._http import send_bytes, send_json
+from ._landing import render_landing, render_locked
 from ._mcp_registry import McpRegistry
-from ._model_list import model_object, models_body
+from ._model_list import advertised, model_object, models_body
 from ._route_call import Call, Handler, send_error
 from ._version import __version__
 
@@ -133,34 +134,21 @@ class InfoRoutes:
 
     async def landing(self, call: Call) -> None:
         host = call.request.headers.get("host", f"{self.settings.host}:{self.settings.port}")
-        try:
-            from ._auth import detect_auth
-            from ._landing import render_landing
-            from ._model_list import advertised
-        except ImportError:
-            page = f"<!doctype html><title>clawrap</title><h1>clawrap {__version__}</h1>"
-        else:
-            # detect_auth may ask the OS keychain: keep it off the event loop.
-            auth = await trio.to_thread.run_sync(detect_auth, self.settings)
-            page = render_landing(
-                self.settings,
-                auth,
-                base_url=f"http://{host}/v1",
-                models=advertised(self.settings),
-                version=__version__,
-            )
+        # detect_auth may ask the OS keychain: keep it off the event loop.
+        auth = await trio.to_thread.run_sync(detect_auth, self.settings)
+        page = render_landing(
+            self.settings,
+            auth,
+            base_url=f"http://{host}/v1",
+            models=advertised(self.settings),
+            version=__version__,
+        )
         await send_bytes(call.send, 200, page.encode(), HTML_TYPE)
 
     async def locked_landing(self, call: Call) -> None:
         """The landing page's place when the API key is missing or wrong: a 401 page."""
         call.record.error = "authentication"
-        try:
-            from ._landing import render_locked
-        except ImportError:
-            page = "<!doctype html><title>clawrap</title><h1>API key required</h1>"
-        else:
-            page = render_locked()
-        await send_bytes(call.send, 401, page.encode(), HTML_TYPE)
+        await send_bytes(call.send, 401, render_locked().encode(), HTML_TYPE)
 
 
 __all__ = ["HTML_TYPE", "InfoRoutes", "version_body"]
