@@ -136,7 +136,7 @@ class AgentRunner:
                     raise ClawrapError(
                         "invalid_request", "The message has no content.", param="messages"
                     )
-                proc = await spawn_process(spec)
+                proc = await spawn_process(spec, start_timeout=self.settings.cli_start_timeout)
                 self.runs += 1
                 self._active.add(proc)
                 translator = TurnTranslator(tools, agent=True, cwd=str(workdir.path))

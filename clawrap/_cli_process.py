@@ -21,12 +21,15 @@ import trio
 from claude_agent_sdk import ClaudeSDKClient, ConversationResetMessage, ResultMessage
 from claude_agent_sdk.types import Message
 
+from ._errors import ClawrapError
 from ._sdk_errors import map_exceptions
 from ._sdk_options import SpawnKey, SpawnSpec
 
 log = logging.getLogger("clawrap.processes")
 
-SPAWN_TIMEOUT = 60.0  # connect() includes the CLI's own start-up
+SPAWN_TIMEOUT = 30.0  # default bound on connect(), the CLI's start-up (cli_start_timeout)
+# After a CLI that was late to start is killed, how long connect() may take to notice.
+KILL_NOTICE = 5.0
 RESET_TIMEOUT = 0.8  # interrupt + drain + /clear; normally ~40 ms
 INTERRUPT_TIMEOUT = 0.3
 
@@ -178,12 +181,60 @@ class CliProcess:
             self._process.terminate()
 
 
-async def spawn_process(spec: SpawnSpec) -> CliProcess:
-    """Start and connect a CLI process. Raises ClawrapError (503) if it cannot start."""
+def start_timed_out(timeout: float) -> ClawrapError:
+    """The CLI started but did not answer within ``timeout``: a 503 saying what to check."""
+    return ClawrapError(
+        "overloaded",
+        f"The Claude Code CLI did not start within {timeout:g} s (CLAWRAP_CLI_START_TIMEOUT). "
+        "Check that `claude --version` runs on this machine.",
+        code="cli_start_timeout",
+    )
+
+
+async def spawn_process(spec: SpawnSpec, *, start_timeout: float = SPAWN_TIMEOUT) -> CliProcess:
+    """Start and connect a CLI process. Raises ClawrapError (503) if it cannot start, or
+    has not answered the SDK's initialize within ``start_timeout`` (it is killed then)."""
     client = ClaudeSDKClient(spec.options())
+    late = connected = False
+    failure: Exception | None = None
+
+    async def kill_unless_started() -> None:
+        # A CLI that has not answered in time, or whose start is cancelled (the client
+        # left, the server stops), is killed: connect() then fails at once. Left to the
+        # SDK's teardown instead, it would hold the request 5 s waiting for an exit on the
+        # end of its input, 5 s more if it ignores SIGTERM; and a CLI that never answered
+        # initialize has no session to save.
+        nonlocal late
+        try:
+            await trio.sleep(start_timeout)
+            late = True
+        finally:
+            if not connected:
+                process: Any = getattr(getattr(client, "_transport", None), "_process", None)
+                with contextlib.suppress(ProcessLookupError, AttributeError):
+                    process.kill()
+
     try:
-        with map_exceptions("start"), trio.fail_after(SPAWN_TIMEOUT):
-            await client.connect()
+        try:
+            with trio.fail_after(start_timeout + KILL_NOTICE):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(kill_unless_started)
+                    try:
+                        await client.connect()
+                        connected = True
+                    except Exception as exc:
+                        # Raised below, outside the nursery, so that it is not in a group.
+                        failure = exc
+                    finally:
+                        nursery.cancel_scope.cancel()
+        except trio.TooSlowError:
+            late = True  # killed, yet connect() did not return
+        if late:
+            log.warning("a CLI process did not start within %g s; killed it", start_timeout)
+            raise start_timed_out(start_timeout) from failure
+        if failure is not None:
+            with map_exceptions("start"):
+                raise failure
     except BaseException:
         with trio.CancelScope(shield=True):
             await client.disconnect()
@@ -193,4 +244,4 @@ async def spawn_process(spec: SpawnSpec) -> CliProcess:
     return proc
 
 
-__all__ = ["CliProcess", "spawn_process"]
+__all__ = ["CliProcess", "spawn_process", "start_timed_out"]

@@ -52,6 +52,9 @@ class Settings:
 
     # -- the Claude Code CLI
     cli_path: str | None = None
+    # Longest wait for a CLI process to answer the SDK's initialize (~0.3 s normally; a first
+    # run may be slowed by a malware scan of the binary). The SDK alone would wait 60 s.
+    cli_start_timeout: float = 30.0
     upstream_retries: int = 2  # CLAUDE_CODE_MAX_RETRIES for the CLI
     offline: bool = False  # start the scripted model in-process and point the CLI at it
     config_dir: str | None = None  # CLAUDE_CONFIG_DIR for the CLI; None keeps the user's

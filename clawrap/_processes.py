@@ -232,7 +232,7 @@ class ProcessPool:
         await self._make_room()
         self._cold_starting += 1
         try:
-            proc = await spawn_process(spec)
+            proc = await spawn_process(spec, start_timeout=self.settings.cli_start_timeout)
         except BaseException:
             self.failed += 1
             raise
@@ -469,7 +469,7 @@ class ProcessPool:
         self._starting.append(slot)
         self._notify()
         try:
-            proc = await spawn_process(spec)
+            proc = await spawn_process(spec, start_timeout=self.settings.cli_start_timeout)
         except ClawrapError:
             self.failed += 1
             self._backoff_until = trio.current_time() + RETRY_BACKOFF
