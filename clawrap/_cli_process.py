@@ -32,6 +32,7 @@ SPAWN_TIMEOUT = 30.0  # default bound on connect(), the CLI's start-up (cli_star
 KILL_NOTICE = 5.0
 RESET_TIMEOUT = 0.8  # interrupt + drain + /clear; normally ~40 ms
 INTERRUPT_TIMEOUT = 0.3
+KILL_GRACE = 1.0  # after clawrap's own SIGTERM, before SIGKILL; the CLI exits in milliseconds
 
 
 class CliProcess:
@@ -153,7 +154,7 @@ class CliProcess:
         """
         with trio.CancelScope(shield=True):
             if force and self.alive:
-                self._terminate()
+                await self._terminate()
             if self.in_turn and self.alive:
                 # Without this, closing stdin mid-turn waits out a 5 s grace.
                 with trio.move_on_after(INTERRUPT_TIMEOUT):
@@ -163,7 +164,7 @@ class CliProcess:
                     except Exception:
                         pass
                 if self.in_turn and self.alive:
-                    self._terminate()
+                    await self._terminate()
             self._closed = True
             try:
                 await self.client.disconnect()
@@ -176,9 +177,23 @@ class CliProcess:
                     await self._messages.__anext__()
                 self._messages = None
 
-    def _terminate(self) -> None:
-        with contextlib.suppress(ProcessLookupError, AttributeError):
-            self._process.terminate()
+    async def _terminate(self) -> None:
+        """SIGTERM, then SIGKILL if the process is still there ``KILL_GRACE`` later.
+
+        Left to the SDK's teardown, a process that ignores SIGTERM (and the end of its
+        input) would live 10 s more before its SIGKILL.
+        """
+        process = self._process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        with trio.move_on_after(KILL_GRACE):
+            await process.wait()
+        if process.returncode is None:
+            log.warning("CLI process %s ignored SIGTERM; killing it", self.pid)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
 
 
 def start_timed_out(timeout: float) -> ClawrapError:
