@@ -72,9 +72,7 @@ class Settings:
     session_db: str | None = None  # default: <data_dir>/sessions.sqlite3
 
     # -- content
-    allow_remote_images: bool = False
-    remote_image_max_bytes: int = 10 * 1024 * 1024
-    remote_image_timeout: float = 10.0
+    allow_remote_images: bool = False  # http(s) image URLs go to the model as URL sources
 
     # -- agent mode
     agent_roots: tuple[str, ...] = ()  # empty: agent mode off
