@@ -125,7 +125,9 @@ class ClaudeBackend:
         halt: trio.Event,
     ) -> None:
         if request.agent is not None:
-            await self.agent.run(request, events, halt)
+            # The run spawns its own process: it counts against the pool's capacity.
+            async with self.pool.reserve():
+                await self.agent.run(request, events, halt)
             return
         tools = build_client_tools(request)
         if await self._continue(request, tools, events, halt):

@@ -1,24 +1,26 @@
 """The one owner of Claude Code CLI processes: spawning, warming, reusing, parking, reaping.
 
 The :class:`ProcessPool` hands processes (:class:`~clawrap._cli_process.CliProcess`)
-to requests by :class:`SpawnKey`: a warm idle process with the same key when
-there is one (its conversation was cleared with ``/clear`` after its last use,
-and ``set_model`` switches its model), else a freshly spawned one. Released
-processes are reset in the background and kept for reuse, or disconnected. A
-background task keeps ``pool_size`` processes warm for the default key and for
-keys seen recently, expires idle ones and replaces dead ones; requests never
-wait for it.
+to requests by :class:`SpawnKey`: a warm idle process with the same key (cleared
+with ``/clear`` after its last use; ``set_model`` switches its model), else a
+fresh one. Released processes are reset in the background and kept, or ended.
+A background task keeps processes warm as :class:`~clawrap._warm_policy.WarmPolicy`
+asks, expires idle ones and replaces dead ones; requests never wait for it.
+
+The capacity (``pool_max`` within ``pool_memory_mb``) is an invariant kept by
+:class:`~clawrap._process_count.ProcessCount`: every spawn and close goes
+through it, and agent runs, which spawn their own processes, hold a
+:meth:`ProcessPool.reserve` for their whole run. A request that finds no room
+evicts a parked or idle process and waits for it to exit, or waits for a
+process to come back, for at most ``queue_timeout`` (then a 429).
 
 Parking (implicit continuation): a process whose turn ended normally can be
-*parked* instead, its conversation intact, under the fingerprint of that
-conversation (:func:`~clawrap._conversation.conversation_key`). A later request
-whose history extends exactly that conversation takes it with
-:meth:`ProcessPool.take_parked` and sends only its new message: the process is
-warm and the upstream prompt cache still matches. At most ``pool_parked``
-processes are parked; they count against ``pool_max`` and the memory budget,
-the oldest is reset into the idle set when one more is parked, and parked ones
-are the first to go when room is needed (reset and handed over when their key
-fits, else closed). They expire like idle ones.
+*parked*, its conversation intact, under that conversation's fingerprint
+(:func:`~clawrap._conversation.conversation_key`); a request that extends it
+takes it with :meth:`ProcessPool.take_parked` and sends only its new message. At
+most ``pool_parked`` are parked; the oldest is reset into the idle set when one
+more is parked, or (once requests had to reclaim parked ones) when the warm
+set runs short with no room to spawn; parked ones go first when room is needed.
 
 Nothing else in clawrap touches a CLI process.
 """
@@ -28,8 +30,8 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 import trio
@@ -37,16 +39,15 @@ import trio
 from ._cli_process import CliProcess, spawn_process
 from ._config import Settings
 from ._errors import ClawrapError
+from ._process_count import ProcessCount
 from ._sdk_errors import map_exceptions
 from ._sdk_options import SpawnKey, SpawnSpec
+from ._warm_policy import PEAK_WINDOW, WarmPolicy, capacity
 
 log = logging.getLogger("clawrap.processes")
 
-PROCESS_MB = 230  # resident memory of one CLI process
 SET_MODEL_TIMEOUT = 10.0  # may validate the model with a tiny upstream call
 RETRY_BACKOFF = 5.0  # after a failed warm spawn
-MAX_RECENT_KEYS = 8
-EXTRA_IDLE_EXPIRY = 60.0  # idle processes beyond a key's target go sooner
 
 State = Literal["idle", "midturn", "broken"]
 
@@ -58,13 +59,6 @@ class _Starting:
     claimed: bool = False
 
 
-@dataclass(slots=True)
-class _KeyInfo:
-    spec: SpawnSpec
-    hits: int
-    last_seen: float
-
-
 class ProcessPool:
     """Processes by spawn key. See the module docstring for the policy.
 
@@ -74,25 +68,27 @@ class ProcessPool:
 
     def __init__(self, settings: Settings, default_spec: SpawnSpec | None = None) -> None:
         self.settings = settings
-        self.capacity = max(1, min(settings.pool_max, settings.pool_memory_mb // PROCESS_MB))
+        self.capacity = capacity(settings)
         self._default = default_spec.without_resume() if default_spec else None
+        self.policy = WarmPolicy(settings, self._default)
+        self.count = ProcessCount(self.capacity, settings, self._victim)
         self._idle: dict[SpawnKey, list[CliProcess]] = {}
         # Conversation key -> the process holding that conversation, oldest first.
         self._parked: OrderedDict[str, CliProcess] = OrderedDict()
         self.parked_limit = max(0, min(settings.pool_parked, self.capacity))
         self._busy: set[CliProcess] = set()
-        self._recycling = 0
+        self._recycling: set[CliProcess] = set()
         self._starting: list[_Starting] = []
-        self._cold_starting = 0
-        self._recent: OrderedDict[SpawnKey, _KeyInfo] = OrderedDict()
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
         self._wake = trio.Event()
-        self._changed = trio.Event()
         self._backoff_until = 0.0
+        # Until then, parked processes are reset into the warm set in the background when
+        # it runs short: requests had to reclaim them, the pool cannot hold both.
+        self._pressure_until = 0.0
         self._closed = False
-        self.spawned = self.recycled = self.failed = self.continued = 0
+        self.recycled = self.continued = 0
 
     # -- lifecycle
 
@@ -127,9 +123,9 @@ class ProcessPool:
             self._busy.clear()
             async with trio.open_nursery() as nursery:
                 for proc in idle:
-                    nursery.start_soon(proc.close)
+                    nursery.start_soon(self._close, proc)
                 for proc in busy:
-                    nursery.start_soon(partial(proc.close, force=True))
+                    nursery.start_soon(self._close, proc, True)
         self._notify()
 
     # -- accounting
@@ -139,26 +135,18 @@ class ProcessPool:
             return len(self._idle.get(key, ()))
         return sum(len(ps) for ps in self._idle.values())
 
-    def _total(self) -> int:
-        return (
-            self._idle_count()
-            + len(self._parked)
-            + len(self._busy)
-            + self._recycling
-            + len(self._starting)
-            + self._cold_starting
-        )
-
     def status(self) -> dict[str, Any]:
+        held = self._idle_count() + len(self._parked) + len(self._busy) + len(self._recycling)
         return {
             "warm": self._idle_count(),
             "parked": len(self._parked),
-            "busy": len(self._busy) + self._recycling,
-            "starting": len(self._starting) + self._cold_starting,
-            "spawned": self.spawned,
+            "busy": len(self._busy) + len(self._recycling),
+            "starting": self.count.spawning,
+            "closing": len(self.count.live) - held,
+            "spawned": self.count.spawned,
             "recycled": self.recycled,
             "continued": self.continued,
-            "failed": self.failed,
+            "failed": self.count.failed,
             "max": self.capacity,
         }
 
@@ -166,14 +154,11 @@ class ProcessPool:
         return [p for ps in self._idle.values() for p in ps]
 
     def pids(self) -> set[int]:
-        """Pids of the processes the pool holds (idle, parked and busy)."""
-        procs = [p for ps in self._idle.values() for p in ps] + list(self._busy)
-        procs += self._parked.values()
-        return {p.pid for p in procs if p.pid is not None}
+        """Pids of the pool's processes that have not exited yet, in every state."""
+        return {p.pid for p in self.count.live if p.pid is not None}
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        self.count.notify()
 
     def _wake_maintainer(self) -> None:
         self._wake.set()
@@ -181,7 +166,7 @@ class ProcessPool:
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds; it is checked whenever the pool changes."""
         while not predicate():
-            await self._changed.wait()
+            await self.count.changed.wait()
 
     async def wait_warm(self, count: int | None = None) -> None:
         """Wait until ``count`` (default ``pool_size``) default-key processes are warm."""
@@ -189,31 +174,18 @@ class ProcessPool:
         key = self._default.key if self._default else None
         await self.wait_for(lambda: key is not None and self._idle_count(key) >= want)
 
-    def _target(self, key: SpawnKey) -> int:
-        """How many idle processes to keep for ``key``."""
-        size = self.settings.pool_size
-        if size <= 0:
-            return 0
-        if self._default is not None and key == self._default.key:
-            return size
-        info = self._recent.get(key)
-        if info is None:
-            return 0
-        # A key seen once keeps the process it used; seen again, it gets a full set.
-        return size if info.hits >= 2 else 1
+    async def _close(self, proc: CliProcess, force: bool = False) -> None:
+        try:
+            await self.count.close(proc, force)
+        finally:
+            self._wake_maintainer()
 
-    def _note(self, spec: SpawnSpec) -> None:
-        if self._default is not None and spec.key == self._default.key:
-            return
-        info = self._recent.pop(spec.key, None)
-        now = trio.current_time()
-        if info is None:
-            info = _KeyInfo(spec.without_resume(), 0, now)
-        info.hits += 1
-        info.last_seen = now
-        self._recent[spec.key] = info
-        while len(self._recent) > MAX_RECENT_KEYS:
-            self._recent.popitem(last=False)
+    def _mark_busy(self, proc: CliProcess) -> None:
+        self._busy.add(proc)
+        busy = sum(1 for p in self._busy if p.key == proc.key)
+        self.policy.note_busy(proc.key, busy, trio.current_time())
+        self._notify()
+        self._wake_maintainer()
 
     # -- acquire and release
 
@@ -222,27 +194,43 @@ class ProcessPool:
 
         ``fresh`` skips warm processes (used to retry after a reused one failed).
         """
+        self._check_open()
+        self.policy.note(spec, trio.current_time())
+        warm = spec.resume is None and not fresh
+        # Waiting for room is bounded; a spawn or reset under way is bounded by its own timeout.
+        deadline = trio.current_time() + self.settings.queue_timeout
+        while True:
+            if warm:
+                proc = await self._take_warm(spec) or await self._reclaim(spec)
+                if proc is not None:
+                    return proc
+            self._check_open()
+            if self.count.has_room():
+                proc = await self.count.spawn(spec)
+                self._mark_busy(proc)
+                return proc
+            await self.count.wait_for_room(deadline)
+
+    def reserve(self) -> AbstractAsyncContextManager[None]:
+        """Count one process spawned outside the pool (an agent run's) for the whole block,
+        which must end that process before leaving. Waits for room like :meth:`acquire`."""
+        self._check_open()
+        return self.count.reserve()
+
+    def _check_open(self) -> None:
         if self._closed:
             raise ClawrapError("overloaded", "The server is shutting down.")
-        self._note(spec)
-        if spec.resume is None and not fresh:
-            proc = await self._take_warm(spec) or await self._reclaim(spec)
-            if proc is not None:
-                return proc
-        await self._make_room()
-        self._cold_starting += 1
-        try:
-            proc = await spawn_process(spec, start_timeout=self.settings.cli_start_timeout)
-        except BaseException:
-            self.failed += 1
-            raise
-        finally:
-            self._cold_starting -= 1
-            self._notify()
-        self.spawned += 1
-        self._busy.add(proc)
-        self._wake_maintainer()
-        return proc
+
+    def _victim(self) -> CliProcess | None:
+        """The process to end for room: the oldest parked, else the oldest idle."""
+        if self._parked:
+            return self._parked.popitem(last=False)[1]
+        procs = [p for ps in self._idle.values() for p in ps]
+        if not procs:
+            return None
+        victim = min(procs, key=lambda p: p.idle_since)
+        self._idle[victim.key].remove(victim)
+        return victim
 
     async def _take_warm(self, spec: SpawnSpec) -> CliProcess | None:
         for _ in range(2):
@@ -252,12 +240,10 @@ class ProcessPool:
                 proc = same[-1] if same else ps[-1]
                 ps.remove(proc)
                 if not proc.alive:
-                    self.failed += 1
-                    await proc.close()
+                    self.count.failed += 1
+                    await self._close(proc)
                     continue
-                self._busy.add(proc)
-                self._notify()
-                self._wake_maintainer()
+                self._mark_busy(proc)
                 if await self._hand_out(proc, spec) is None:
                     continue
                 return proc
@@ -274,24 +260,23 @@ class ProcessPool:
 
     async def _reclaim(self, spec: SpawnSpec) -> CliProcess | None:
         """With no room for a cold start, the oldest parked process of ``spec``'s key, reset."""
-        if self._total() < self.capacity:
+        if self.count.has_room():
             return None
         found = next((k for k, p in self._parked.items() if p.key == spec.key), None)
         if found is None:
             return None
         proc = self._parked.pop(found)
-        self._busy.add(proc)
-        self._notify()
+        self._pressure_until = trio.current_time() + PEAK_WINDOW
+        self._mark_busy(proc)
         try:
             cleared = await proc.reset() and proc.alive
         except BaseException:
             self._busy.discard(proc)
-            await proc.close()
+            await self._close(proc)
             raise
         if not cleared:
             self._busy.discard(proc)
-            await proc.close()
-            self._notify()
+            await self._close(proc)
             return None
         return await self._hand_out(proc, spec)
 
@@ -303,8 +288,7 @@ class ProcessPool:
                 await proc.set_model(spec.model)
         except BaseException as exc:
             self._busy.discard(proc)
-            await proc.close()
-            self._notify()
+            await self._close(proc)
             if isinstance(exc, ClawrapError):
                 return None
             raise
@@ -329,10 +313,14 @@ class ProcessPool:
         while len(self._parked) > self.parked_limit:
             evicted.append(self._parked.popitem(last=False)[1])
         self._notify()
+        self._wake_maintainer()
         for old in evicted:
-            # Reset into the idle set (or closed), in the background when there is one.
-            self._busy.add(old)
-            await self.release(old, "idle")
+            await self._unpark(old)
+
+    async def _unpark(self, proc: CliProcess) -> None:
+        """Reset a process taken out of the parked set into the idle set (or close it)."""
+        self._busy.add(proc)
+        await self.release(proc, "idle")
 
     async def take_parked(self, spec: SpawnSpec, conversation: str) -> CliProcess | None:
         """The parked process holding ``conversation`` if its spawn key is ``spec``'s, now busy
@@ -341,36 +329,16 @@ class ProcessPool:
         if proc is None or proc.key != spec.key or self._closed:
             return None
         del self._parked[conversation]
-        self._note(spec)
+        self.policy.note(spec, trio.current_time())
         if not proc.alive:
-            self.failed += 1
-            await proc.close()
-            self._notify()
+            self.count.failed += 1
+            await self._close(proc)
             return None
-        self._busy.add(proc)
-        self._notify()
-        self._wake_maintainer()
+        self._mark_busy(proc)
         taken = await self._hand_out(proc, spec)
         if taken is not None:
             self.continued += 1
         return taken
-
-    async def _make_room(self) -> None:
-        while self._total() >= self.capacity:
-            victim = self._parked.popitem(last=False)[1] if self._parked else self._oldest_idle()
-            if victim is not None:
-                await victim.close()
-                self._notify()
-            else:
-                await self._changed.wait()
-
-    def _oldest_idle(self) -> CliProcess | None:
-        procs = [p for ps in self._idle.values() for p in ps]
-        if not procs:
-            return None
-        victim = min(procs, key=lambda p: p.idle_since)
-        self._idle[victim.key].remove(victim)
-        return victim
 
     async def release(self, proc: CliProcess, state: State) -> None:
         """Give ``proc`` back. ``state``: "idle" after a complete turn, "midturn"
@@ -379,7 +347,7 @@ class ProcessPool:
         Call under a shield. With a background nursery this returns at once.
         """
         self._busy.discard(proc)
-        self._recycling += 1
+        self._recycling.add(proc)
         if self._nursery is not None and not self._closed:
             try:
                 self._nursery.start_soon(self._recycle, proc, state)
@@ -390,9 +358,9 @@ class ProcessPool:
             await self._recycle(proc, state)
 
     def _wants(self, key: SpawnKey) -> bool:
-        # Extras beyond the key's target are kept (up to capacity) and trimmed by
-        # expiry later: closing one now would only make the warmer spawn another.
-        return not self._closed and self._target(key) > 0 and self._total() <= self.capacity
+        # Extras beyond the key's target are kept and trimmed by expiry later: closing
+        # one now would only make the warmer spawn another.
+        return not self._closed and self.policy.target(key, trio.current_time()) > 0
 
     async def _recycle(self, proc: CliProcess, state: State) -> None:
         keep = False
@@ -407,8 +375,8 @@ class ProcessPool:
                 self._idle.setdefault(proc.key, []).append(proc)
                 self.recycled += 1
             else:
-                await proc.close()  # shielded, never raises
-            self._recycling -= 1
+                await self._close(proc)
+            self._recycling.discard(proc)  # counted busy until it has exited
             self._notify()
             self._wake_maintainer()
 
@@ -422,66 +390,62 @@ class ProcessPool:
             self._wake = trio.Event()
             await self._expire()
             spec = self._deficit()
-            if spec is not None and trio.current_time() >= self._backoff_until:
-                await self._warm_one(spec)
-                self._wake_maintainer()  # look again right away
+            if spec is None:
+                continue
+            if self.count.has_room():
+                if trio.current_time() >= self._backoff_until:
+                    await self._warm_one(spec)
+                    self._wake_maintainer()  # look again right away
+            elif trio.current_time() < self._pressure_until:
+                # No room to spawn, and requests had to wait for resets of parked processes.
+                found = next((k for k, p in self._parked.items() if p.key == spec.key), None)
+                if found is not None:
+                    await self._unpark(self._parked.pop(found))
 
     async def _expire(self) -> None:
         now = trio.current_time()
         expiry = self.settings.pool_idle_expiry
-        for key in [k for k, i in self._recent.items() if now - i.last_seen > expiry]:
-            del self._recent[key]
+        self.policy.forget_stale(now)
         for conversation, proc in list(self._parked.items()):
             if now - proc.idle_since > expiry or not proc.alive:
                 del self._parked[conversation]
                 if not proc.alive:
-                    self.failed += 1
-                await proc.close()
-                self._notify()
+                    self.count.failed += 1
+                await self._close(proc)
         for key, ps in list(self._idle.items()):
-            target = self._target(key)
-            # Newest first: requests take the newest, so extras are the oldest.
-            ranked = sorted(ps, key=lambda p: p.idle_since, reverse=True)
-            for rank, proc in enumerate(ranked):
-                idle = now - proc.idle_since
-                limit = expiry if rank < target else min(expiry, EXTRA_IDLE_EXPIRY)
-                if idle > limit or not proc.alive:
+            for proc in self.policy.expired(key, ps, now):
+                if proc in ps:
                     ps.remove(proc)
                     if not proc.alive:
-                        self.failed += 1
-                    await proc.close()
-                    self._notify()
+                        self.count.failed += 1
+                    await self._close(proc)
 
     def _deficit(self) -> SpawnSpec | None:
         """The spec of the most wanted key that lacks warm processes, if any."""
-        if self._closed or self._total() >= self.capacity:
+        if self._closed:
             return None
-        wanted = [self._default] if self._default else []
-        wanted += [i.spec for i in reversed(self._recent.values())]
-        for spec in wanted:
+        now = trio.current_time()
+        for spec in self.policy.wanted():
             starting = sum(1 for s in self._starting if s.key == spec.key)
-            if self._idle_count(spec.key) + starting < self._target(spec.key):
+            coming = sum(1 for p in self._recycling if p.key == spec.key)
+            if self._idle_count(spec.key) + starting + coming < self.policy.target(spec.key, now):
                 return spec
         return None
 
     async def _warm_one(self, spec: SpawnSpec) -> None:
         slot = _Starting(spec.key, trio.Event())
         self._starting.append(slot)
-        self._notify()
         try:
-            proc = await spawn_process(spec, start_timeout=self.settings.cli_start_timeout)
+            proc = await self.count.spawn(spec)
         except ClawrapError:
-            self.failed += 1
             self._backoff_until = trio.current_time() + RETRY_BACKOFF
             log.warning("warming a CLI process failed; retrying in %.0f s", RETRY_BACKOFF)
             return
         finally:
             self._starting.remove(slot)
             slot.done.set()
-            self._notify()
-        self.spawned += 1
         if self._closed:
-            await proc.close()
+            await self._close(proc)
             return
         self._idle.setdefault(spec.key, []).append(proc)
         self._notify()
