@@ -28,7 +28,6 @@ Nothing else in clawrap touches a CLI process.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import trio
 from ._cli_process import CliProcess, spawn_process
 from ._config import Settings
 from ._errors import ClawrapError
+from ._held_processes import IdleSet, ParkedSet
 from ._process_count import ProcessCount
 from ._sdk_errors import map_exceptions
 from ._sdk_options import SpawnKey, SpawnSpec
@@ -72,10 +72,8 @@ class ProcessPool:
         self._default = default_spec.without_resume() if default_spec else None
         self.policy = WarmPolicy(settings, self._default)
         self.count = ProcessCount(self.capacity, settings, self._victim)
-        self._idle: dict[SpawnKey, list[CliProcess]] = {}
-        # Conversation key -> the process holding that conversation, oldest first.
-        self._parked: OrderedDict[str, CliProcess] = OrderedDict()
-        self.parked_limit = max(0, min(settings.pool_parked, self.capacity))
+        self._idle = IdleSet()
+        self._parked = ParkedSet(max(0, min(settings.pool_parked, self.capacity)))
         self._busy: set[CliProcess] = set()
         self._recycling: set[CliProcess] = set()
         self._starting: list[_Starting] = []
@@ -116,29 +114,22 @@ class ProcessPool:
             with trio.CancelScope(shield=True):
                 await self._stopped.wait()
         with trio.CancelScope(shield=True):
-            idle = [p for ps in self._idle.values() for p in ps] + list(self._parked.values())
+            idle = self._idle.clear() + self._parked.clear()
             busy = list(self._busy)
-            self._idle.clear()
-            self._parked.clear()
             self._busy.clear()
             async with trio.open_nursery() as nursery:
                 for proc in idle:
                     nursery.start_soon(self._close, proc)
                 for proc in busy:
                     nursery.start_soon(self._close, proc, True)
-        self._notify()
+        self.count.notify()
 
     # -- accounting
 
-    def _idle_count(self, key: SpawnKey | None = None) -> int:
-        if key is not None:
-            return len(self._idle.get(key, ()))
-        return sum(len(ps) for ps in self._idle.values())
-
     def status(self) -> dict[str, Any]:
-        held = self._idle_count() + len(self._parked) + len(self._busy) + len(self._recycling)
+        held = self._idle.count() + len(self._parked) + len(self._busy) + len(self._recycling)
         return {
-            "warm": self._idle_count(),
+            "warm": self._idle.count(),
             "parked": len(self._parked),
             "busy": len(self._busy) + len(self._recycling),
             "starting": self.count.spawning,
@@ -151,16 +142,15 @@ class ProcessPool:
         }
 
     def idle_processes(self) -> list[CliProcess]:
-        return [p for ps in self._idle.values() for p in ps]
+        return self._idle.all()
 
     def pids(self) -> set[int]:
         """Pids of the pool's processes that have not exited yet, in every state."""
         return {p.pid for p in self.count.live if p.pid is not None}
 
-    def _notify(self) -> None:
+    def _changed(self) -> None:
+        """Wake whoever waits for a change, and the background task."""
         self.count.notify()
-
-    def _wake_maintainer(self) -> None:
         self._wake.set()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
@@ -172,20 +162,19 @@ class ProcessPool:
         """Wait until ``count`` (default ``pool_size``) default-key processes are warm."""
         want = self.settings.pool_size if count is None else count
         key = self._default.key if self._default else None
-        await self.wait_for(lambda: key is not None and self._idle_count(key) >= want)
+        await self.wait_for(lambda: key is not None and self._idle.count(key) >= want)
 
     async def _close(self, proc: CliProcess, force: bool = False) -> None:
         try:
             await self.count.close(proc, force)
         finally:
-            self._wake_maintainer()
+            self._wake.set()
 
     def _mark_busy(self, proc: CliProcess) -> None:
         self._busy.add(proc)
         busy = sum(1 for p in self._busy if p.key == proc.key)
         self.policy.note_busy(proc.key, busy, trio.current_time())
-        self._notify()
-        self._wake_maintainer()
+        self._changed()
 
     # -- acquire and release
 
@@ -223,22 +212,11 @@ class ProcessPool:
 
     def _victim(self) -> CliProcess | None:
         """The process to end for room: the oldest parked, else the oldest idle."""
-        if self._parked:
-            return self._parked.popitem(last=False)[1]
-        procs = [p for ps in self._idle.values() for p in ps]
-        if not procs:
-            return None
-        victim = min(procs, key=lambda p: p.idle_since)
-        self._idle[victim.key].remove(victim)
-        return victim
+        return self._parked.pop_oldest() or self._idle.pop_oldest()
 
     async def _take_warm(self, spec: SpawnSpec) -> CliProcess | None:
         for _ in range(2):
-            while self._idle.get(spec.key):
-                ps = self._idle[spec.key]
-                same = [p for p in ps if p.model == spec.model]
-                proc = same[-1] if same else ps[-1]
-                ps.remove(proc)
+            while (proc := self._idle.take(spec.key, spec.model)) is not None:
                 if not proc.alive:
                     self.count.failed += 1
                     await self._close(proc)
@@ -262,23 +240,19 @@ class ProcessPool:
         """With no room for a cold start, the oldest parked process of ``spec``'s key, reset."""
         if self.count.has_room():
             return None
-        found = next((k for k, p in self._parked.items() if p.key == spec.key), None)
-        if found is None:
+        proc = self._parked.pop_oldest(spec.key)
+        if proc is None:
             return None
-        proc = self._parked.pop(found)
         self._pressure_until = trio.current_time() + PEAK_WINDOW
         self._mark_busy(proc)
+        cleared = False
         try:
             cleared = await proc.reset() and proc.alive
-        except BaseException:
-            self._busy.discard(proc)
-            await self._close(proc)
-            raise
-        if not cleared:
-            self._busy.discard(proc)
-            await self._close(proc)
-            return None
-        return await self._hand_out(proc, spec)
+        finally:
+            if not cleared:
+                self._busy.discard(proc)
+                await self._close(proc)
+        return await self._hand_out(proc, spec) if cleared else None
 
     async def _hand_out(self, proc: CliProcess, spec: SpawnSpec) -> CliProcess | None:
         """``proc`` (already counted busy) on ``spec``'s model, or None (closed) if it cannot."""
@@ -302,18 +276,13 @@ class ProcessPool:
 
         With parking off, or the pool closing, this is a release.
         """
-        if self._closed or self.parked_limit == 0 or not proc.alive or proc.in_turn:
+        if self._closed or self._parked.limit == 0 or not proc.alive or proc.in_turn:
             await self.release(proc, "idle")
             return
         self._busy.discard(proc)
         proc.idle_since = trio.current_time()
-        # The same conversation twice (a client that sent one request twice): keep the newer.
-        evicted = [p for p in [self._parked.pop(conversation, None)] if p is not None]
-        self._parked[conversation] = proc
-        while len(self._parked) > self.parked_limit:
-            evicted.append(self._parked.popitem(last=False)[1])
-        self._notify()
-        self._wake_maintainer()
+        evicted = self._parked.put(conversation, proc)
+        self._changed()
         for old in evicted:
             await self._unpark(old)
 
@@ -325,10 +294,9 @@ class ProcessPool:
     async def take_parked(self, spec: SpawnSpec, conversation: str) -> CliProcess | None:
         """The parked process holding ``conversation`` if its spawn key is ``spec``'s, now busy
         and on ``spec``'s model; None when there is none (or it died)."""
-        proc = self._parked.get(conversation)
-        if proc is None or proc.key != spec.key or self._closed:
+        proc = None if self._closed else self._parked.take(conversation, spec.key)
+        if proc is None:
             return None
-        del self._parked[conversation]
         self.policy.note(spec, trio.current_time())
         if not proc.alive:
             self.count.failed += 1
@@ -372,13 +340,12 @@ class ProcessPool:
         finally:
             if keep:
                 proc.idle_since = trio.current_time()
-                self._idle.setdefault(proc.key, []).append(proc)
+                self._idle.add(proc)
                 self.recycled += 1
             else:
                 await self._close(proc)
             self._recycling.discard(proc)  # counted busy until it has exited
-            self._notify()
-            self._wake_maintainer()
+            self._changed()
 
     # -- the background task
 
@@ -395,30 +362,26 @@ class ProcessPool:
             if self.count.has_room():
                 if trio.current_time() >= self._backoff_until:
                     await self._warm_one(spec)
-                    self._wake_maintainer()  # look again right away
+                    self._wake.set()  # look again right away
             elif trio.current_time() < self._pressure_until:
                 # No room to spawn, and requests had to wait for resets of parked processes.
-                found = next((k for k, p in self._parked.items() if p.key == spec.key), None)
-                if found is not None:
-                    await self._unpark(self._parked.pop(found))
+                proc = self._parked.pop_oldest(spec.key)
+                if proc is not None:
+                    await self._unpark(proc)
 
     async def _expire(self) -> None:
         now = trio.current_time()
         expiry = self.settings.pool_idle_expiry
         self.policy.forget_stale(now)
-        for conversation, proc in list(self._parked.items()):
-            if now - proc.idle_since > expiry or not proc.alive:
-                del self._parked[conversation]
-                if not proc.alive:
-                    self.count.failed += 1
-                await self._close(proc)
-        for key, ps in list(self._idle.items()):
-            for proc in self.policy.expired(key, ps, now):
-                if proc in ps:
-                    ps.remove(proc)
-                    if not proc.alive:
-                        self.count.failed += 1
-                    await self._close(proc)
+        gone = self._parked.expired(now, expiry)
+        for key in self._idle.spawn_keys():
+            gone += [
+                p for p in self.policy.expired(key, self._idle.of(key), now) if self._idle.remove(p)
+            ]
+        for proc in gone:
+            if not proc.alive:
+                self.count.failed += 1
+            await self._close(proc)
 
     def _deficit(self) -> SpawnSpec | None:
         """The spec of the most wanted key that lacks warm processes, if any."""
@@ -428,7 +391,7 @@ class ProcessPool:
         for spec in self.policy.wanted():
             starting = sum(1 for s in self._starting if s.key == spec.key)
             coming = sum(1 for p in self._recycling if p.key == spec.key)
-            if self._idle_count(spec.key) + starting + coming < self.policy.target(spec.key, now):
+            if self._idle.count(spec.key) + starting + coming < self.policy.target(spec.key, now):
                 return spec
         return None
 
@@ -447,8 +410,8 @@ class ProcessPool:
         if self._closed:
             await self._close(proc)
             return
-        self._idle.setdefault(spec.key, []).append(proc)
-        self._notify()
+        self._idle.add(proc)
+        self.count.notify()
 
 
 __all__ = ["CliProcess", "ProcessPool", "State", "spawn_process"]
