@@ -351,6 +351,7 @@ class ProcessPool:
 
     async def _maintain(self) -> None:
         interval = max(0.5, min(5.0, self.settings.pool_idle_expiry / 2))
+        self._wake.set()  # warm up at once, not one interval after start
         while True:
             with trio.move_on_after(interval):
                 await self._wake.wait()
