@@ -36,7 +36,7 @@ from ._config import Settings
 
 AuthMethod = Literal["api_key", "oauth_token", "cli_login", "bedrock", "vertex", "offline", "none"]
 
-LOGIN_HINT = "run `claude login` (the Claude Code CLI) or set ANTHROPIC_API_KEY"
+LOGIN_HINT = "run `clawrap login` (signs in with the Claude Code CLI) or set ANTHROPIC_API_KEY"
 
 # How long a probe of the outside world (Keychain, `claude --version`) may take.
 _PROBE_TIMEOUT = 5.0

@@ -1,4 +1,4 @@
-"""The command line: ``clawrap serve | mock-upstream | doctor``, and ``--version``.
+"""The command line: ``clawrap serve | login | mock-upstream | doctor``, and ``--version``.
 
 ``serve`` has one flag per setting (``--max-concurrency``, ``--offline``, ...),
 generated from :class:`~clawrap._config.Settings`. A flag overrides the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, get_type_hints
@@ -33,7 +34,7 @@ HELP: dict[str, str] = {
     "default_model": "model used when a request names none (default sonnet)",
 }
 
-DELEGATED = ("mock-upstream", "doctor")
+DELEGATED = ("mock-upstream", "doctor", "login")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         "mock-upstream", help="serve the scripted model (for tests)", add_help=False
     )
     commands.add_parser("doctor", help="check the installation and print fixes", add_help=False)
+    commands.add_parser(
+        "login", help="sign in to Claude with the Claude Code CLI clawrap uses", add_help=False
+    )
     return parser
 
 
@@ -108,9 +112,29 @@ def _delegate(command: str, argv: list[str]) -> int:
         from ._mock_upstream import mock_upstream_main
 
         return mock_upstream_main(argv)
+    if command == "login":
+        return _login(argv)
     from ._doctor import doctor_main
 
     return doctor_main(argv)
+
+
+def _login(argv: list[str]) -> int:
+    """``claude auth login`` with the very CLI the server will run (often the bundled one,
+    which is not on PATH), so the login lands where the server looks for it."""
+    import subprocess
+
+    from ._auth import cli_info
+
+    settings = Settings.from_env()
+    cli = cli_info(settings, run=False)
+    if cli.path is None:
+        print("clawrap: no Claude Code CLI found; set CLAWRAP_CLI_PATH", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    if settings.config_dir:
+        env["CLAUDE_CONFIG_DIR"] = settings.config_dir
+    return subprocess.call([str(cli.path), "auth", "login", *argv], env=env)
 
 
 def settings_problems(settings: Settings) -> list[str]:

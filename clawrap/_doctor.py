@@ -271,12 +271,12 @@ async def _live(settings: Settings, environ: Mapping[str, str], model: str) -> C
 
 def _refused_fix(method: str) -> str:
     if method == "api_key":
-        return "check ANTHROPIC_API_KEY, or unset it and run `claude login` (the Claude Code CLI)"
+        return "check ANTHROPIC_API_KEY, or unset it and run `clawrap login`"
     if method == "oauth_token":
-        return "renew the token with `claude setup-token`, or unset it and run `claude login`"
+        return "renew the token with `claude setup-token`, or unset it and run `clawrap login`"
     if method in ("bedrock", "vertex"):
         return "check the cloud credentials the CLI uses (see the Authentication line)"
-    return "log in again with `claude login` (the Claude Code CLI), or set ANTHROPIC_API_KEY"
+    return "log in again with `clawrap login`, or set ANTHROPIC_API_KEY"
 
 
 def _looks_unauthorised(text: str) -> bool:

@@ -143,7 +143,7 @@ def default_reply(body: Any) -> Reply:
     return Reply(
         text=(
             "This is clawrap's scripted offline model, not Claude: no real model is answering. "
-            f"{quoted}To talk to Claude, log in with `claude login` (a Claude subscription) or "
+            f"{quoted}To talk to Claude, log in with `clawrap login` (a Claude subscription) or "
             "set ANTHROPIC_API_KEY, then start clawrap without --offline."
         ),
         delay=0.02,

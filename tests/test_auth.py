@@ -41,7 +41,7 @@ def test_nothing_found_is_none_with_login_hint(empty_home: dict[str, str]) -> No
     info = detect_auth(Settings(), empty_home)
     assert (info.method, info.ok) == ("none", False)
     assert info.hint == LOGIN_HINT
-    assert "claude login" in info.hint and "ANTHROPIC_API_KEY" in info.hint
+    assert "clawrap login" in info.hint and "ANTHROPIC_API_KEY" in info.hint
 
 
 def test_api_key_is_shown_by_its_last_four_characters_only(empty_home: dict[str, str]) -> None:

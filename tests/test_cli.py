@@ -77,3 +77,16 @@ def test_python_dash_m_clawrap_prints_its_version() -> None:
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert result.stdout.startswith("clawrap ")
+
+
+def test_login_runs_the_clis_own_auth_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "args"
+    fake = tmp_path / "claude"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {record}\nexit 3\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("CLAWRAP_CLI_PATH", str(fake))
+
+    assert main(["login"]) == 3
+    assert record.read_text().split() == ["auth", "login"]

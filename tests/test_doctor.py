@@ -56,7 +56,7 @@ def test_without_credentials_it_fails_and_says_how_to_log_in(clean_env: dict[str
     status, output = run([], clean_env)
     assert status != 0
     assert "FAIL" in line_of(output, "Authentication")
-    assert "claude login" in output and "ANTHROPIC_API_KEY" in output
+    assert "clawrap login" in output and "ANTHROPIC_API_KEY" in output
 
 
 def test_with_an_api_key_every_check_passes(clean_env: dict[str, str]) -> None:
@@ -283,5 +283,5 @@ def test_live_request_refused_with_401_says_how_to_log_in(
     assert status != 0
     assert "401" in line_of(output, "Live request")
     fix = output.split(" Live request ", 1)[1].splitlines()[1]
-    assert "fix:" in fix and "claude login" in fix
+    assert "fix:" in fix and "clawrap login" in fix
     assert _children() <= before
