@@ -1,7 +1,8 @@
 """Agent-mode runs: Claude Code with its own tools, one fresh CLI process per run, fenced.
 
 A run gets its working directory (:func:`~clawrap._workdir.resolve_cwd`: the
-requested one inside an agent root, or a private temporary one), a CLI process
+requested one inside an agent root, else the session's private temporary one
+(:class:`~clawrap._workdir.SessionDirs`), else one of its own), a CLI process
 spawned for it alone (its cwd, tools, approvals, permission mode and MCP
 servers are fixed at spawn and differ per request, so it never joins the warm
 pool), and streams text and :class:`~clawrap._events.AgentProgress` across
@@ -42,7 +43,7 @@ from ._sdk_errors import map_exceptions
 from ._sdk_events import TurnTranslator
 from ._sdk_options import OptionsBuilder
 from ._transcript import plan_history
-from ._workdir import resolve_cwd
+from ._workdir import SessionDirs, WorkDir, resolve_cwd
 
 log = logging.getLogger("clawrap.agent")
 
@@ -101,6 +102,7 @@ class AgentRunner:
         self._active: set[CliProcess] = set()
         self._builtin: tuple[str, ...] | None = None  # as reported by a default-tools run
         self._mcp_tools: dict[str, list[str]] = {}  # server -> tools reported for it
+        self.session_dirs = SessionDirs()
 
     def status(self) -> dict[str, Any]:
         return {"agent_runs": self.runs, "agent_active": len(self._active)}
@@ -122,8 +124,8 @@ class AgentRunner:
         """Run ``request`` (``request.agent`` set). Raises ClawrapError on failure."""
         agent = request.agent
         assert agent is not None
-        # Checked again at the start: the directory may have changed since the request was read.
-        workdir = resolve_cwd(agent.cwd, self.settings)
+        session = request.session_id if agent.cwd is None else None
+        workdir = self._workdir(request, session)
         try:
             tools = build_client_tools(request)
             plan = plan_history(request, self.config_dir, str(workdir.path))
@@ -150,7 +152,13 @@ class AgentRunner:
             finally:
                 plan.cleanup()
         finally:
+            if session is not None:
+                self.session_dirs.release(session)
             workdir.cleanup()
+
+    def sessions_removed(self, session_ids: list[str]) -> None:
+        """Sessions were deleted or expired: their working directories go too."""
+        self.session_dirs.forget(session_ids)
 
     async def aclose(self) -> None:
         """Stop every run's process (their requests normally do it themselves)."""
@@ -159,6 +167,15 @@ class AgentRunner:
                 for proc in list(self._active):
                     nursery.start_soon(self._stop, proc)
             self._active.clear()
+        self.session_dirs.close()
+
+    def _workdir(self, request: CompletionRequest, session: str | None) -> WorkDir:
+        if session is not None:
+            # No directory named: the session's own, so a later turn finds what this one wrote.
+            return self.session_dirs.acquire(session)
+        assert request.agent is not None
+        # Checked again at the start: the directory may have changed since the request was read.
+        return resolve_cwd(request.agent.cwd, self.settings)
 
     # -- one run
 

@@ -114,6 +114,10 @@ class ClaudeBackend:
     def status(self) -> dict[str, Any]:
         return self.pool.status() | self.agent.status()
 
+    def sessions_removed(self, session_ids: list[str]) -> None:
+        """Sessions were deleted or expired (the session store calls this)."""
+        self.agent.sessions_removed(session_ids)
+
     def agent_tools(self) -> dict[str, Any]:
         """What agent mode offers, for ``GET /v1/tools``."""
         return self.agent.tools()

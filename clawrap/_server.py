@@ -214,6 +214,10 @@ async def _serve(
                 if settings.offline:
                     offline_port, cli_env = await _start_offline(settings, background, stack)
                 backend = await _claude_backend(settings, cli_env, background, mcp)
+            removed = getattr(backend, "sessions_removed", None)
+            if callable(removed):
+                # What a backend keeps per session (agent working directories) ends with it.
+                store.on_removed(removed)
             try:
                 app = create_app(settings, backend, mcp=mcp, sessions=store)
                 # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.

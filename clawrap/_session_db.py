@@ -267,6 +267,20 @@ def delete_family(conn: sqlite3.Connection, session_id: str) -> int:
     return cur.rowcount
 
 
+def family_ids(conn: sqlite3.Connection, session_id: str) -> list[str]:
+    """The ids :func:`delete_family` would delete."""
+    rows = conn.execute(
+        "SELECT id FROM sessions WHERE id = ? OR root = ?", (session_id, session_id)
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def idle_ids(conn: sqlite3.Connection, cutoff: float) -> list[str]:
+    """The ids :func:`delete_idle` (without a session id) would delete."""
+    rows = conn.execute("SELECT id FROM sessions WHERE last_used < ?", (cutoff,)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 __all__ = [
     "COLUMNS",
     "MAX_ID_LENGTH",
@@ -279,8 +293,10 @@ __all__ = [
     "create",
     "delete_family",
     "delete_idle",
+    "family_ids",
     "family_rows",
     "free_id",
+    "idle_ids",
     "insert_turns",
     "list_rows",
     "load_digests",

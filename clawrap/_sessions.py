@@ -174,6 +174,24 @@ class SessionStore:
         self.path = path
         self.ttl = ttl
         self.clock = clock
+        self._removed: list[Callable[[list[str]], None]] = []
+
+    def on_removed(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener`` with the ids of sessions deleted or expired from now on.
+
+        So what a session holds outside the database (an agent run's working
+        directory) ends with it. A listener must not raise or block.
+        """
+        self._removed.append(listener)
+
+    def _notify(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        for listener in self._removed:
+            try:
+                listener(ids)
+            except Exception:
+                log.warning("a session removal listener failed", exc_info=True)
 
     @classmethod
     async def open(
@@ -352,15 +370,18 @@ class SessionStore:
         check_session_id(session_id)
         cutoff = self._cutoff()
 
-        def delete(conn: sqlite3.Connection) -> int:
+        def delete(conn: sqlite3.Connection) -> list[str]:
             with db.transaction(conn):
                 if self._live(conn, session_id, cutoff) is None:
-                    return 0
-                count = db.delete_family(conn, session_id)
+                    return []
+                ids = db.family_ids(conn, session_id)
+                db.delete_family(conn, session_id)
             db.reclaim(conn)
-            return count
+            return ids
 
-        return await self._call(delete)
+        ids = await self._call(delete)
+        self._notify(ids)
+        return len(ids)
 
     async def list(self, limit: int = 20, offset: int = 0) -> tuple[list[SessionInfo], int]:
         """Live sessions, most recently used first, and how many there are in all."""
@@ -391,14 +412,17 @@ class SessionStore:
             return 0
         cutoff = (self.clock() if now is None else now) - self.ttl
 
-        def expire(conn: sqlite3.Connection) -> int:
+        def expire(conn: sqlite3.Connection) -> list[str]:
             with db.transaction(conn):
-                count = db.delete_idle(conn, cutoff)
-            if count:
+                ids = db.idle_ids(conn, cutoff)
+                db.delete_idle(conn, cutoff)
+            if ids:
                 db.reclaim(conn)
-            return count
+            return ids
 
-        return await self._call(expire)
+        ids = await self._call(expire)
+        self._notify(ids)
+        return len(ids)
 
 
 # ---------------------------------------------------------------- concurrency and lifetime

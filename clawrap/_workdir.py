@@ -4,6 +4,10 @@
 :func:`resolve_cwd` turns a request's directory into a :class:`WorkDir` after
 resolving symlinks and ``..`` (400 unless inside a root), or makes a fresh
 private temporary one that :meth:`WorkDir.cleanup` removes when the run ends.
+A request of a session without a directory of its own works in the session's
+private temporary directory instead (:class:`SessionDirs`), so what turn 1
+wrote is there in turn 2; it goes when the session is deleted or expires, and
+at shutdown.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,71 @@ class WorkDir:
         """Remove a temporary directory (and what the run left in it); idempotent."""
         if self.temporary:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _make_private(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))  # mkdtemp makes it 0700
+
+
+class SessionDirs:
+    """One private temporary working directory per session, kept across its requests.
+
+    :meth:`acquire` makes the directory on a session's first run and hands the
+    same one to later runs; :meth:`forget` (wired to the session store's
+    deletions and expiry) removes it, waiting for a run still using it to
+    finish first; :meth:`close` removes every one, at shutdown.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, Path] = {}
+        self._busy: dict[str, int] = {}
+        self._doomed: set[str] = set()
+
+    def path(self, session_id: str) -> Path | None:
+        """The directory of ``session_id``, if it has one."""
+        return self._dirs.get(session_id)
+
+    def acquire(self, session_id: str) -> WorkDir:
+        """The session's directory (made now if new or gone); pair with :meth:`release`."""
+        path = self._dirs.get(session_id)
+        if path is None or not path.is_dir():
+            path = _make_private("clawrap-session-")
+            self._dirs[session_id] = path
+        self._doomed.discard(session_id)  # a request reached it again: the session lives on
+        self._busy[session_id] = self._busy.get(session_id, 0) + 1
+        return WorkDir(path)  # not temporary: it outlives the run
+
+    def release(self, session_id: str) -> None:
+        """A run in the session's directory ended; removes it if the session ended meanwhile."""
+        left = self._busy.get(session_id, 1) - 1
+        if left > 0:
+            self._busy[session_id] = left
+            return
+        self._busy.pop(session_id, None)
+        if session_id in self._doomed:
+            self._remove(session_id)
+
+    def forget(self, session_ids: Iterable[str]) -> None:
+        """The sessions ended: remove their directories (once no run uses them)."""
+        for session_id in session_ids:
+            if session_id not in self._dirs:
+                continue
+            if self._busy.get(session_id):
+                self._doomed.add(session_id)
+            else:
+                self._remove(session_id)
+
+    def close(self) -> None:
+        """Remove every session's directory (at shutdown, once no run is left)."""
+        for session_id in list(self._dirs):
+            self._remove(session_id)
+        self._busy.clear()
+
+    def _remove(self, session_id: str) -> None:
+        self._doomed.discard(session_id)
+        path = self._dirs.pop(session_id, None)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def check_agent_roots(settings: Settings) -> tuple[Path, ...]:
@@ -69,7 +139,7 @@ def resolve_cwd(requested: str | None, settings: Settings, *, param: str = "cwd"
     temporary directory; call :meth:`WorkDir.cleanup` when the run ends.
     """
     if requested is None:
-        return WorkDir(Path(tempfile.mkdtemp(prefix="clawrap-agent-")), temporary=True)
+        return WorkDir(_make_private("clawrap-agent-"), temporary=True)
     if not requested or "\x00" in requested or len(requested) > 4096:
         raise bad_value(param, requested, "is not a usable path")
     if not os.path.isabs(requested):
@@ -86,4 +156,4 @@ def resolve_cwd(requested: str | None, settings: Settings, *, param: str = "cwd"
     return WorkDir(path)
 
 
-__all__ = ["WorkDir", "bad_value", "check_agent_roots", "resolve_cwd"]
+__all__ = ["SessionDirs", "WorkDir", "bad_value", "check_agent_roots", "resolve_cwd"]

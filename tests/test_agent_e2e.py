@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import trio
@@ -239,3 +240,52 @@ async def test_the_anthropic_client_sees_the_steps_as_notes_in_the_text(
     assert "[Read: notes.txt]" in text
     assert "[Read result: 3 lines]" in text
     assert text.endswith("Read it.")
+
+
+async def test_a_session_without_a_cwd_keeps_its_own_directory_until_it_is_deleted(
+    agent_server: Clawrap,
+) -> None:
+    session = "agent-dir-session"
+    agent_server.model.when(
+        "SESSION-ONE",
+        Reply(tool_uses=[ToolUse("Bash", {"command": "echo KEPT-TEXT > kept.txt"})]),
+        Reply(text="Wrote it."),
+    )
+
+    def turn(messages: list[Any], allowed: str) -> str:
+        with agent_server.openai() as client:
+            reply = client.chat.completions.create(
+                model="sonnet",
+                messages=messages,
+                extra_headers={"X-Session-Id": session, "X-Claude-Allowed-Tools": allowed},
+                extra_body={"enable_tools": True},
+            )
+            return reply.choices[0].message.content or ""
+
+    first = ask("SESSION-ONE write a file")
+    with trio.fail_after(TEST_LIMIT):
+        said = await in_thread(lambda: turn(first, "Bash(echo:*)"))
+    where = agent_server.backend.agent.session_dirs.path(session)
+    assert where is not None
+    assert (where / "kept.txt").read_text() == "KEPT-TEXT\n"
+    assert where.stat().st_mode & 0o777 == 0o700
+
+    agent_server.model.when(
+        "SESSION-TWO",
+        Reply(tool_uses=[ToolUse("Read", {"file_path": f"{where}/kept.txt"})]),
+        Reply(text="Read it."),
+    )
+    second = [*first, {"role": "assistant", "content": said}, *ask("SESSION-TWO read it")]
+    with trio.fail_after(TEST_LIMIT):
+        await in_thread(lambda: turn(second, "Read"))
+    assert "KEPT-TEXT" in tool_results(agent_server, "SESSION-TWO")[-1]
+    assert agent_server.backend.agent.session_dirs.path(session) == where
+
+    def delete() -> int:
+        url = f"{agent_server.url}/v1/sessions/{session}"
+        return httpx.delete(url, timeout=TEST_LIMIT).status_code
+
+    with trio.fail_after(TEST_LIMIT):
+        assert await in_thread(delete) == 200
+    assert not where.exists()
+    assert agent_server.backend.agent.session_dirs.path(session) is None
