@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -191,6 +192,11 @@ class OptionsBuilder:
         """The spec of an agent-mode request (``request.agent`` set) working in ``cwd``."""
         assert request.agent is not None
         agent = agent_sdk_options(request.agent, cwd, mcp)
+        if agent["permission_mode"] == "bypassPermissions" and os.geteuid() == 0:
+            # The CLI refuses bypassPermissions as root unless told it runs in a sandbox
+            # (it exits at start, measured). The operator allowed bypass
+            # (agent_allow_bypass) and chose to run as root: say so, for these runs only.
+            extra_env = dict(extra_env or {}) | {"IS_SANDBOX": "1"}
         base = self.spec(request, tools, resume, extra_env)
         system = request.system or ""
         suffix = getattr(tools, "system_suffix", "") if tools else ""

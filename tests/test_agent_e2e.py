@@ -289,3 +289,31 @@ async def test_a_session_without_a_cwd_keeps_its_own_directory_until_it_is_delet
         assert await in_thread(delete) == 200
     assert not where.exists()
     assert agent_server.backend.agent.session_dirs.path(session) is None
+
+
+async def test_bypass_permissions_runs_a_tool_without_an_approval_rule(
+    agent_server: Clawrap, root: Path
+) -> None:
+    project = root / "project"
+    agent_server.model.when(
+        "AGENT-BYPASS",
+        Reply(tool_uses=[ToolUse("Bash", {"command": "touch bypassed.txt"})]),
+        Reply(text="Done."),
+    )
+
+    def run() -> str:
+        with agent_server.openai() as client:
+            reply = client.chat.completions.create(
+                model="sonnet",
+                messages=ask("AGENT-BYPASS"),
+                extra_headers={
+                    "X-Claude-Cwd": str(project),
+                    "X-Claude-Permission-Mode": "bypassPermissions",
+                },
+            )
+            return reply.choices[0].message.content or ""
+
+    with trio.fail_after(TEST_LIMIT):
+        said = await in_thread(run)
+    assert said.endswith("Done.")
+    assert (project / "bypassed.txt").exists()
