@@ -15,16 +15,14 @@ branch again, so an edit does not fork on every later request; one that sends
 only new messages continues exactly the id it names.
 
 Concurrency: two requests on one session are served one after the other
-(:class:`SessionLocks`): a client may send its next message the moment the
-previous answer ends, before that answer is stored, and an IDE that sends twice
-gets two answers in order. Waiting is bounded; past it, a 409. Commits also
-check that the session did not change underneath (several servers on one file):
-if it did, the conversation goes to a new branch rather than over it.
+(:class:`~clawrap._session_lifetime.SessionLocks`). Commits also check that
+the session did not change underneath (several servers on one file): if it did,
+the conversation goes to a new branch rather than over it.
 
 Storage: stdlib ``sqlite3`` in WAL mode on one connection, used from worker
 threads one call at a time. Expired sessions (idle longer than the TTL) are
-invisible at once and deleted by :func:`run_expiry`, with ``secure_delete`` so
-their text leaves the file too.
+invisible at once and deleted by :func:`~clawrap._session_lifetime.run_expiry`,
+with ``secure_delete`` so their text leaves the file too.
 """
 
 from __future__ import annotations
@@ -33,12 +31,10 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,33 +43,22 @@ import trio
 from . import _session_db as db
 from ._config import Settings
 from ._conversation import (
-    Merge,
     dumps_turn,
     match_history,
     merge_history,
     turn_digest,
     turn_shape,
 )
-from ._errors import ClawrapError, invalid_request
+from ._errors import ClawrapError
 from ._events import Usage
-from ._request import CompletionRequest, Turn
+from ._request import Turn
 from ._session_db import MAX_ID_LENGTH, SessionStoreError
+from ._session_lifetime import SessionLocks, run_expiry
+from ._session_records import Resolution, Session, SessionInfo, SessionStats, check_session_id
 
 log = logging.getLogger("clawrap.sessions")
 
-_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _T = TypeVar("_T")
-
-
-def check_session_id(value: str, param: str = "session_id") -> str:
-    """``value`` if it is a usable session id, else a 400 naming ``param``."""
-    if not (0 < len(value) <= MAX_ID_LENGTH and _ID.fullmatch(value)):
-        raise invalid_request(
-            f"'{param}' must be 1 to {MAX_ID_LENGTH} characters from letters, digits and . _ : -",
-            param=param,
-            code="invalid_session_id",
-        )
-    return value
 
 
 def session_db_path(settings: Settings) -> str:
@@ -81,81 +66,8 @@ def session_db_path(settings: Settings) -> str:
     return settings.session_db or str(Path(settings.data_dir) / "sessions.sqlite3")
 
 
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """One stored conversation (a session or a branch of one), without its turns."""
-
-    id: str
-    root: str  # the session a branch was made from (itself, for a session)
-    parent: str | None  # the conversation a branch left, and after how many turns
-    fork_turn: int | None
-    created: float  # Unix times
-    last_used: float
-    model: str | None
-    system: str | None
-    turns: int
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int
-    cache_creation_input_tokens: int
-    cost_usd: float
-    expires_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    info: SessionInfo
-    turns: tuple[Turn, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStats:
-    sessions: int
-    branches: int
-    turns: int
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int
-    cache_creation_input_tokens: int
-    cost_usd: float
-    ttl: float
-    db_bytes: int
-
-
 _INFO_FIELDS = [f.name for f in dataclasses.fields(SessionInfo)][:15]
 _STATS_FIELDS = [f.name for f in dataclasses.fields(SessionStats)][:8]
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """A request matched against its session, before the run.
-
-    ``session_id``: where the conversation will be stored (send it back as
-    ``X-Session-Id``); it differs from ``requested`` when the request forked or
-    continued another branch. ``source``: the stored conversation merged with
-    (None for a new session).
-    """
-
-    requested: str
-    session_id: str
-    merge: Merge
-    source: SessionInfo | None
-
-    @property
-    def branched(self) -> bool:
-        return self.session_id != self.requested
-
-    def request(self, request: CompletionRequest) -> CompletionRequest:
-        """``request`` with the whole conversation, and the session's system prompt if it
-        has none of its own."""
-        system = request.system
-        if system is None and self.source is not None:
-            system = self.source.system
-        return dataclasses.replace(
-            request, turns=self.merge.conversation, system=system, session_id=self.session_id
-        )
 
 
 class SessionStore:
@@ -423,75 +335,6 @@ class SessionStore:
         ids = await self._call(expire)
         self._notify(ids)
         return len(ids)
-
-
-# ---------------------------------------------------------------- concurrency and lifetime
-
-
-class SessionLocks:
-    """One request at a time per session id; the others wait their turn, in order."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[trio.Lock, list[int]]] = {}
-
-    def busy(self, session_id: str) -> bool:
-        entry = self._locks.get(session_id)
-        return entry is not None and entry[0].locked()
-
-    @asynccontextmanager
-    async def hold(self, session_id: str, *, wait: float) -> AsyncIterator[None]:
-        """Hold ``session_id`` for the block. Raises a 409 (``session_busy``) after
-        waiting ``wait`` seconds for the request ahead."""
-        lock, users = self._locks.setdefault(session_id, (trio.Lock(), [0]))
-        users[0] += 1
-        try:
-            try:
-                lock.acquire_nowait()  # free and nobody queued: no wait, even with wait=0
-            except trio.WouldBlock:
-                with trio.move_on_after(wait):
-                    await lock.acquire()
-            if lock.statistics().owner is not trio.lowlevel.current_task():
-                raise ClawrapError(
-                    "conflict",
-                    "Another request on this session is still running; retry when it ends.",
-                    code="session_busy",
-                    retry_after=1.0,
-                )
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[session_id]
-
-
-async def run_expiry(
-    store: SessionStore,
-    *,
-    interval: float | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Delete expired sessions now and then, forever (run it in the server's nursery).
-
-    ``interval`` defaults to a tenth of the TTL, between 1 s and 60 s. Failures
-    are logged and retried at the next round.
-    """
-    if interval is None:
-        interval = min(max(store.ttl / 10, 1.0), 60.0)
-    task_status.started()
-    if store.ttl <= 0:
-        await trio.sleep_forever()
-    while True:
-        try:
-            removed = await store.expire()
-        except ClawrapError:
-            log.warning("expiring sessions failed; retrying in %.0f s", interval)
-        else:
-            if removed:
-                log.info("expired %d idle session(s)", removed)
-        await trio.sleep(interval)
 
 
 @asynccontextmanager
