@@ -20,35 +20,29 @@ Headers of a stream go out with the first event (or the first keep-alive), so a
 failure before any output becomes a real HTTP status in the dialect's error
 shape; after that, a failure becomes the encoder's error event and terminator.
 
-A request naming a session (``session_id``) first takes that session's lock
-(one request per session at a time; a bounded wait, then a 409), then merges
-its turns with the stored ones (:meth:`~clawrap._sessions.SessionStore.resolve`)
-and runs the whole conversation. The reply the client received (after stop
-sequences, limits and fence stripping) is stored before the response ends, so
-the client's next message finds it; ``X-Session-Id`` in the response headers
-says where the conversation lives (another id when it branched).
+A request naming a session runs inside its session's lock, with the stored
+conversation, and its reply is stored before the response ends
+(:mod:`clawrap._exchange_sessions`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from ._backend import Backend
 from ._config import Settings
-from ._conversation import ReplyRecorder
 from ._dialect import Collector, Dialect, StreamEncoder
 from ._errors import ClawrapError
 from ._events import Event, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from ._exchange_sessions import Sessions, SessionTurn, sessions_unavailable
 from ._http import Message, Receive, Send, retry_after_header, send_chunk, send_json, start_sse
 from ._output_pipeline import OutputPipeline
 from ._request import CompletionRequest
 from ._request_log import RequestRecord
-from ._sessions import Resolution, SessionLocks, SessionStore
 
 logger = logging.getLogger("clawrap.exchange")
 
@@ -63,8 +57,6 @@ FINAL_WRITE_LIMIT = 5.0
 SHUTDOWN_GRACE = 5.0
 # Suggested wait when every run slot stayed busy for the whole queue timeout.
 QUEUE_RETRY_AFTER = 2.0
-# Bound on storing a session's reply (a local SQLite write, normally a few ms).
-COMMIT_LIMIT = 10.0
 
 _CONTENT = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
 
@@ -90,14 +82,6 @@ def _as_clawrap_error(exc: BaseException) -> ClawrapError | None:
             if found is not None:
                 return found
     return None
-
-
-@dataclass(slots=True)
-class Sessions:
-    """The session store and the per-session locks that every exchange of one server shares."""
-
-    store: SessionStore
-    locks: SessionLocks = field(default_factory=SessionLocks)
 
 
 class Exchange:
@@ -140,14 +124,11 @@ class Exchange:
         # Created up front so the shutdown watcher can cancel it before it is entered.
         self.work_scope = trio.CancelScope()
         self.sessions = sessions
-        self.resolution: Resolution | None = None
-        self.session_id: str | None = None  # sent back as X-Session-Id
-        self.recorder: ReplyRecorder | None = None
+        self.session: SessionTurn | None = None
 
     async def _send(self, message: Message) -> None:
-        if message.get("type") == "http.response.start" and self.session_id is not None:
-            header = (b"x-session-id", self.session_id.encode("ascii"))
-            message = {**message, "headers": [*message.get("headers", []), header]}
+        if self.session is not None:
+            message = self.session.with_header(message)
         await self._client_send(message)
 
     # -- structure -------------------------------------------------------------------------
@@ -211,22 +192,14 @@ class Exchange:
 
     async def _work(self) -> ClawrapError | None:
         """Everything under the deadline. Returns the failure to render, or None when done."""
-        session_id = self.request.session_id
-        if session_id is None:
+        if self.request.session_id is None:
             return await self._run()
         if self.sessions is None:
-            return ClawrapError(
-                "api_error",
-                "Sessions are not available on this server.",
-                status=501,
-                code="sessions_unavailable",
-            )
+            return sessions_unavailable()
+        self.session = SessionTurn(self.sessions)
         try:
-            async with self.sessions.locks.hold(session_id, wait=self.settings.queue_timeout):
-                self.resolution = await self.sessions.store.resolve(session_id, self.request.turns)
-                self.request = self.resolution.request(self.request)
-                self.session_id = self.resolution.session_id
-                self.recorder = ReplyRecorder()
+            async with self.session.hold(self.request, wait=self.settings.queue_timeout) as request:
+                self.request = request
                 return await self._run()
         except ClawrapError as exc:
             return exc
@@ -318,7 +291,8 @@ class Exchange:
             if not self.pipeline.finished and self.backend_error is not None:
                 return self.backend_error
             await self._emit(self.pipeline.close())
-            await self._commit()
+            if self.session is not None:
+                await self.session.commit(self.request, headers_sent=self.headers_sent)
             await self._complete()
             return None
         except ClawrapError as exc:
@@ -369,8 +343,8 @@ class Exchange:
 
     async def _emit(self, events: list[Event]) -> None:
         for event in events:
-            if self.recorder is not None:
-                self.recorder.feed(event)
+            if self.session is not None:
+                self.session.feed(event)
             if self.record is not None:
                 if isinstance(event, _CONTENT):
                     self.record.mark_first_token()
@@ -392,31 +366,6 @@ class Exchange:
             data = self.encoder.start() + data
         if data:
             await send_chunk(self.send, data)
-
-    async def _commit(self) -> None:
-        """Store the session's new turns and the reply as the client received it."""
-        resolution, recorder = self.resolution, self.recorder
-        if self.sessions is None or resolution is None or recorder is None:
-            return
-        # Shielded: a client that leaves as the reply ends must not leave the session behind.
-        with trio.move_on_after(COMMIT_LIMIT) as scope:
-            scope.shield = True
-            try:
-                stored = await self.sessions.store.commit(
-                    resolution,
-                    recorder.turn(),
-                    model=self.request.model,
-                    usage=recorder.usage,
-                    system=self.request.system,
-                )
-            except ClawrapError:
-                # The client still gets its answer; the store logged the details.
-                logger.error("session %s: the reply was not stored", resolution.session_id)
-                return
-            if not self.headers_sent:
-                self.session_id = stored
-        if scope.cancelled_caught:
-            logger.error("session %s: storing the reply timed out", resolution.session_id)
 
     async def _complete(self) -> None:
         if self.encoder is not None:
