@@ -16,9 +16,8 @@ runs in its own task and its channel is unbounded, so a client that stops
 reading never holds a run slot or a CLI process: the slot is released when the
 backend returns, not when the last byte is written.
 
-Headers of a stream go out with the first event (or the first keep-alive), so a
-failure before any output becomes a real HTTP status in the dialect's error
-shape; after that, a failure becomes the encoder's error event and terminator.
+Writing the response, and how a failure shows before and after a stream's
+headers are out, is :mod:`clawrap._exchange_response`.
 
 A request naming a session runs inside its session's lock, with the stored
 conversation, and its reply is stored before the response ends
@@ -35,11 +34,12 @@ import trio
 
 from ._backend import Backend
 from ._config import Settings
-from ._dialect import Collector, Dialect, StreamEncoder
+from ._dialect import Dialect
 from ._errors import ClawrapError
 from ._events import Event, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart, Usage
+from ._exchange_response import ResponseWriter
 from ._exchange_sessions import Sessions, SessionTurn, sessions_unavailable
-from ._http import Message, Receive, Send, retry_after_header, send_chunk, send_json, start_sse
+from ._http import Message, Receive, Send
 from ._output_pipeline import OutputPipeline
 from ._request import CompletionRequest
 from ._request_log import RequestRecord
@@ -114,10 +114,7 @@ class Exchange:
         self.record = record
         self.shutdown = shutdown
         self.pipeline = OutputPipeline(request)
-        self.encoder: StreamEncoder | None = None
-        self.collector: Collector | None = None
-        self.headers_sent = False
-        self.responded = False  # the last part of the response is being sent
+        self.out = ResponseWriter(self.send, dialect)
         self.running = False  # a run slot is held and the backend started
         self.backend_error: ClawrapError | None = None
         self.shut_down = False
@@ -151,7 +148,7 @@ class Exchange:
             message = await self.receive()
             if message.get("type") == "http.disconnect":
                 # hypercorn also reports the end of every finished response this way.
-                if self.record is not None and not self.responded:
+                if self.record is not None and not self.out.responded:
                     self.record.disconnected = True
                 scope.cancel()
                 return
@@ -188,7 +185,9 @@ class Exchange:
             )
         if error is not None:
             with trio.move_on_after(FINAL_WRITE_LIMIT):
-                await self._fail(error)
+                if self.record is not None:
+                    self.record.error = error.kind
+                await self.out.fail(error)
 
     async def _work(self) -> ClawrapError | None:
         """Everything under the deadline. Returns the failure to render, or None when done."""
@@ -275,10 +274,7 @@ class Exchange:
         halt: trio.Event,
         backend_scope: trio.CancelScope,
     ) -> ClawrapError | None:
-        if self.request.stream:
-            self.encoder = self.dialect.stream_encoder(self.request, self.options)
-        else:
-            self.collector = self.dialect.collector(self.request, self.options)
+        self.out.begin(self.request, self.options)
         try:
             while True:
                 event = await self._next(events)
@@ -292,8 +288,8 @@ class Exchange:
                 return self.backend_error
             await self._emit(self.pipeline.close())
             if self.session is not None:
-                await self.session.commit(self.request, headers_sent=self.headers_sent)
-            await self._complete()
+                await self.session.commit(self.request, headers_sent=self.out.headers_sent)
+            await self.out.complete()
             return None
         except ClawrapError as exc:
             return exc
@@ -325,7 +321,7 @@ class Exchange:
         idle_deadline = trio.current_time() + idle
         while True:
             wake = idle_deadline
-            if self.encoder is not None:
+            if self.out.encoder is not None:
                 wake = min(wake, trio.current_time() + KEEPALIVE_INTERVAL)
             with trio.move_on_at(wake):
                 try:
@@ -338,8 +334,7 @@ class Exchange:
                     f"No output from Claude for {idle:g} s (CLAWRAP_IDLE_TIMEOUT).",
                     code="idle_timeout",
                 )
-            assert self.encoder is not None
-            await self._write(self.encoder.keepalive())
+            await self.out.keepalive()
 
     async def _emit(self, events: list[Event]) -> None:
         for event in events:
@@ -351,50 +346,7 @@ class Exchange:
                 elif isinstance(event, Usage):
                     self.record.input_tokens = event.input_tokens
                     self.record.output_tokens = event.output_tokens
-            if self.encoder is not None:
-                await self._write(self.encoder.encode(event))
-            else:
-                assert self.collector is not None
-                self.collector.add(event)
-
-    async def _write(self, data: bytes) -> None:
-        """A chunk of the stream, sending the headers first if they are not out yet."""
-        assert self.encoder is not None
-        if not self.headers_sent:
-            self.headers_sent = True
-            await start_sse(self.send)
-            data = self.encoder.start() + data
-        if data:
-            await send_chunk(self.send, data)
-
-    async def _complete(self) -> None:
-        if self.encoder is not None:
-            await self._write(b"")
-            tail = self.encoder.finish()
-            self.responded = True
-            await send_chunk(self.send, tail, more=False)
-        else:
-            assert self.collector is not None
-            body = self.collector.body()
-            self.headers_sent = self.responded = True
-            await send_json(self.send, 200, body)
-
-    async def _fail(self, error: ClawrapError) -> None:
-        if self.record is not None:
-            self.record.error = error.kind
-        if self.headers_sent:
-            if self.encoder is not None:
-                tail = self.encoder.error(error)
-                self.responded = True
-                await send_chunk(self.send, tail, more=False)
-            return
-        self.headers_sent = self.responded = True
-        await send_json(
-            self.send,
-            error.status,
-            self.dialect.error_body(error),
-            retry_after_header(error.retry_after),
-        )
+            await self.out.add(event)
 
     def _request_id(self) -> str | None:
         return self.record.request_id if self.record is not None else None
