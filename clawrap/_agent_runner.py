@@ -43,12 +43,12 @@ from ._sdk_errors import map_exceptions
 from ._sdk_events import TurnTranslator
 from ._sdk_options import OptionsBuilder
 from ._transcript import plan_history
+from ._turn_pump import pump_turn
 from ._workdir import SessionDirs, WorkDir, resolve_cwd
 
 log = logging.getLogger("clawrap.agent")
 
 HALT_GRACE = 2.0  # after halt, how long to wait for the run's usage
-TOOL_GRACE = 10.0  # after the model asked for client tools, how long until the run ends
 INTERRUPT_LIMIT = 0.5  # the CLI acknowledges an interrupt in well under this
 TREE_GRACE = 0.5  # SIGTERM to SIGKILL for the run's leftover processes
 CLI_GRACE = 0.2  # SIGTERM to SIGKILL for the CLI itself, once its children are gone
@@ -198,7 +198,7 @@ class AgentRunner:
             nursery.start_soon(self._watch_halt, halt, proc, reader)
             try:
                 with reader:
-                    await self._pump(proc, translator, events, halt, reader)
+                    await pump_turn(proc, translator, events, halt, reader)
             except ClawrapError as exc:
                 error = exc  # raised outside the nursery, so callers see it unwrapped
             finally:
@@ -207,35 +207,6 @@ class AgentRunner:
             raise error
         if not translator.done and translator.tool_calls and not halt.is_set():
             await events.send(Finished("tool_calls"))
-
-    async def _pump(
-        self,
-        proc: CliProcess,
-        translator: TurnTranslator,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
-        reader: trio.CancelScope,
-    ) -> None:
-        tool_deadline_set = False
-        while True:
-            with map_exceptions("run"):
-                message = await proc.receive()
-            if message is None:
-                raise translator.unfinished_error()
-            out = translator.feed(message)
-            if halt.is_set():
-                if translator.done:
-                    await events.send(translator.usage_event())
-                    return
-                continue
-            for event in out:
-                await events.send(event)
-            if translator.done:
-                return
-            if not tool_deadline_set and translator.tool_calls:
-                # A client tool call ends the run (its hook defers it); never wait long.
-                tool_deadline_set = True
-                reader.deadline = min(reader.deadline, trio.current_time() + TOOL_GRACE)
 
     async def _watch_halt(
         self, halt: trio.Event, proc: CliProcess, reader: trio.CancelScope

@@ -54,11 +54,11 @@ from ._sdk_errors import map_exceptions
 from ._sdk_events import TurnTranslator
 from ._sdk_options import OptionsBuilder, SpawnSpec
 from ._transcript import plan_history, split_history
+from ._turn_pump import pump_turn
 
 log = logging.getLogger("clawrap.backend")
 
 HALT_GRACE = 2.0  # after halt, how long to wait for the turn's usage
-TOOL_GRACE = 10.0  # after the model asked for client tools, how long until the run ends
 RETRYABLE = frozenset({"cli_process_failed", "cli_bad_output"})
 
 
@@ -254,7 +254,7 @@ class ClaudeBackend:
             nursery.start_soon(self._watch_halt, halt, proc, reader)
             try:
                 with reader:
-                    await self._pump(proc, translator, events, halt, reader, recorder)
+                    await pump_turn(proc, translator, events, halt, reader, recorder.feed)
             except ClawrapError as exc:
                 error = exc
             finally:
@@ -265,46 +265,6 @@ class ClaudeBackend:
             # The model asked for client tools but the CLI never closed the turn.
             await events.send(Finished("tool_calls"))
         return "idle" if translator.done else "midturn"
-
-    async def _pump(
-        self,
-        proc: CliProcess,
-        translator: TurnTranslator,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
-        reader: trio.CancelScope,
-        recorder: ReplyRecorder,
-    ) -> None:
-        tool_deadline_set = interrupted = False
-        while True:
-            with map_exceptions("run"):
-                message = await proc.receive()
-            if message is None:
-                raise translator.unfinished_error()
-            out = translator.feed(message)
-            if halt.is_set():
-                # Content after halt is discarded by the caller; only usage matters.
-                if translator.done:
-                    await events.send(translator.usage_event())
-                    return
-                continue
-            for event in out:
-                await events.send(event)
-                recorder.feed(event)
-            if translator.done:
-                return
-            if translator.needs_interrupt and not interrupted:
-                interrupted = True
-                with map_exceptions("run"):
-                    await proc.interrupt()
-            if (
-                not tool_deadline_set
-                and translator.tool_calls
-                and translator.upstream_stop_reason == "tool_use"
-            ):
-                # The deferring hook ends the run at once; never wait long for it.
-                tool_deadline_set = True
-                reader.deadline = min(reader.deadline, trio.current_time() + TOOL_GRACE)
 
     async def _watch_halt(
         self, halt: trio.Event, proc: CliProcess, reader: trio.CancelScope
