@@ -138,7 +138,10 @@ class ClaudeBackend:
             return
         plan = plan_history(request, self.config_dir, self._cwd)
         try:
-            spec = self._options.spec(request, tools, plan.resume, getattr(plan, "env", None))
+            spec = replace(
+                self._options.spec(request, tools, plan.resume, plan.env),
+                history_anchors=plan.anchors,
+            )
             content = plan.prompt.get("content") if plan.prompt is not None else None
             if plan.prompt is not None and not isinstance(content, str | list):
                 raise ClawrapError(
@@ -146,9 +149,7 @@ class ClaudeBackend:
                 )
             await self._run_spec(spec, content, tools, events, halt, request)
         finally:
-            cleanup = getattr(plan, "cleanup", None)
-            if cleanup is not None:
-                cleanup()
+            plan.cleanup()
 
     async def _continue(
         self,

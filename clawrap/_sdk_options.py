@@ -79,6 +79,9 @@ class SpawnSpec:
     # Agent mode: the keyword arguments of agent_sdk_options. Agent processes are
     # spawned for one run and never pooled, so this is not part of the key.
     agent: dict[str, Any] | None = field(default=None, compare=False)
+    # With ``resume``: the uuids of the transcript's first message and last user
+    # message, where a reset of the process rewinds to.
+    history_anchors: tuple[str, str] | None = field(default=None, compare=False)
 
     def options(self) -> ClaudeAgentOptions:
         """Fresh ``ClaudeAgentOptions`` for spawning a process of this spec."""
@@ -128,7 +131,7 @@ class SpawnSpec:
         )
 
     def without_resume(self) -> SpawnSpec:
-        return replace(self, resume=None, extra_env=())
+        return replace(self, resume=None, extra_env=(), history_anchors=None)
 
 
 def _log_stderr(line: str) -> None:

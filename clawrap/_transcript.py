@@ -84,12 +84,14 @@ class HistoryPlan:
     the resumed conversation by itself (send nothing, just read the turn).
     ``env``: variables to add to the CLI's environment for this spawn.
     ``transcript``: the file written, removed by :meth:`cleanup`.
+    ``anchors``: the uuids of the transcript's first message and last user message.
     """
 
     resume: str | None
     prompt: dict[str, Any] | None
     env: dict[str, str] = field(default_factory=dict)
     transcript: Path | None = None
+    anchors: tuple[str, str] | None = None
 
     @property
     def fork_session(self) -> bool:
@@ -330,7 +332,8 @@ def plan_history(request: CompletionRequest, config_dir: Path, cwd: str) -> Hist
     )
     path = write_transcript(config_dir, cwd, session_id, entries)
     env = dict(RESUME_ENV) if prompt is None else {}
-    return HistoryPlan(session_id, prompt, env, path)
+    last_user = next(e["uuid"] for e in reversed(entries) if e["type"] == "user")
+    return HistoryPlan(session_id, prompt, env, path, (entries[0]["uuid"], last_user))
 
 
 __all__ = [

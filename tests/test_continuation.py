@@ -71,10 +71,9 @@ class Spy:
 
         send = CliProcess.send
 
-        async def spy_send(proc: CliProcess, content: Any, *, verbatim: bool = True) -> None:
-            if verbatim:
-                self.sent.append(content)
-            await send(proc, content, verbatim=verbatim)
+        async def spy_send(proc: CliProcess, content: Any) -> None:
+            self.sent.append(content)
+            await send(proc, content)
 
         monkeypatch.setattr(pool, "acquire", spy_acquire)
         monkeypatch.setattr(pool, "take_parked", spy_take)

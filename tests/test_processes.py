@@ -114,9 +114,36 @@ async def test_a_reused_process_carries_nothing_from_the_previous_conversation(
     assert "second question" in second.text
     assert "FIRST-SECRET" not in str(second.body)
     assert "FIRST-ANSWER" not in str(second.body)
+    # Nor anything about the reset: the request is what a new process would send.
+    first_body = completions(scripted_model)[-2].body
+    assert str(first_body["messages"]).replace("FIRST-SECRET question", "second question") == str(
+        second.body["messages"]
+    )
 
 
-async def test_a_pool_reset_is_a_real_clear_while_client_slash_text_is_not(
+async def test_a_process_that_cannot_be_reset_is_replaced_not_reused(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    send = CliProcess.send
+
+    async def send_and_forget_it(proc: CliProcess, content: Any) -> None:
+        await send(proc, content)
+        # The reset then asks the CLI to rewind to a message it never had: it refuses.
+        proc._first_uuid = "00000000-0000-4000-8000-000000000000"
+
+    with monkeypatch.context() as m:
+        m.setattr(CliProcess, "send", send_and_forget_it)
+        await collect(warm, ask("FIRST-SECRET question"))
+    first = used.procs[0]
+    with trio.fail_after(LIMIT):
+        await warm.pool.wait_for(lambda: first.pid not in warm.pool.pids())
+    await collect(warm, ask("second question"))
+    assert used.procs[1] is not first
+    assert "FIRST-SECRET" not in str(completions(scripted_model)[-1].body)
+
+
+async def test_client_slash_text_reaches_the_model_and_resets_nothing(
     warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     used = Used(warm, monkeypatch)
