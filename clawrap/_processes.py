@@ -1,9 +1,10 @@
 """The one owner of Claude Code CLI processes: spawning, warming, reusing, parking, reaping.
 
 The :class:`ProcessPool` hands processes (:class:`~clawrap._cli_process.CliProcess`)
-to requests by :class:`SpawnKey`: a warm idle process with the same key (cleared
-with ``/clear`` after its last use; ``set_model`` switches its model), else a
-fresh one. Released processes are reset in the background and kept, or ended.
+to requests by :class:`SpawnKey`: a warm idle process with the same key (its
+conversation rewound after its last use; ``set_model`` switches its model), else
+one of that key being reset or started, else a fresh one. Released processes
+are reset in the background and kept, or ended.
 A background task keeps processes warm as :class:`~clawrap._warm_policy.WarmPolicy`
 asks, expires idle ones and replaces dead ones; requests never wait for it.
 
@@ -76,6 +77,7 @@ class ProcessPool:
         self._parked = ParkedSet(max(0, min(settings.pool_parked, self.capacity)))
         self._busy: set[CliProcess] = set()
         self._recycling: set[CliProcess] = set()
+        self._awaited: set[CliProcess] = set()  # being reset, with a request waiting for it
         self._starting: list[_Starting] = []
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
@@ -215,7 +217,7 @@ class ProcessPool:
         return self._parked.pop_oldest() or self._idle.pop_oldest()
 
     async def _take_warm(self, spec: SpawnSpec) -> CliProcess | None:
-        for _ in range(2):
+        for _ in range(3):
             while (proc := self._idle.take(spec.key, spec.model)) is not None:
                 if not proc.alive:
                     self.count.failed += 1
@@ -225,16 +227,33 @@ class ProcessPool:
                 if await self._hand_out(proc, spec) is None:
                     continue
                 return proc
-            slot = next((s for s in self._starting if s.key == spec.key and not s.claimed), None)
-            if slot is None:
+            if not await self._await_one_coming(spec.key):
                 return None
-            # A warm spawn for this key is under way: it started earlier than a cold one would.
+        return None
+
+    async def _await_one_coming(self, key: SpawnKey) -> bool:
+        """Wait for a process of ``key`` on its way to the idle set, if there is one no
+        other request waits for: a warm spawn under way (it started earlier than a cold
+        one would), else one being reset (a few milliseconds, against a cold start's
+        hundreds). False if there is none."""
+        slot = next((s for s in self._starting if s.key == key and not s.claimed), None)
+        if slot is not None:
             slot.claimed = True
             try:
                 await slot.done.wait()
             finally:
                 slot.claimed = False
-        return None
+            return True
+        proc = next((p for p in self._recycling if p.key == key and p not in self._awaited), None)
+        if proc is None:
+            return False
+        self._awaited.add(proc)
+        self.count.notify()
+        try:
+            await self.wait_for(lambda: proc not in self._recycling)
+        finally:
+            self._awaited.discard(proc)
+        return True
 
     async def _reclaim(self, spec: SpawnSpec) -> CliProcess | None:
         """With no room for a cold start, the oldest parked process of ``spec``'s key, reset."""
@@ -385,14 +404,17 @@ class ProcessPool:
             await self._close(proc)
 
     def _deficit(self) -> SpawnSpec | None:
-        """The spec of the most wanted key that lacks warm processes, if any."""
+        """The spec of the most wanted key that has fewer processes than its target, if any.
+
+        Busy ones count: they come back reset within milliseconds of their request's end.
+        """
         if self._closed:
             return None
         now = trio.current_time()
         for spec in self.policy.wanted():
             starting = sum(1 for s in self._starting if s.key == spec.key)
-            coming = sum(1 for p in self._recycling if p.key == spec.key)
-            if self._idle.count(spec.key) + starting + coming < self.policy.target(spec.key, now):
+            held = sum(1 for p in (*self._recycling, *self._busy) if p.key == spec.key)
+            if self._idle.count(spec.key) + starting + held < self.policy.target(spec.key, now):
                 return spec
         return None
 

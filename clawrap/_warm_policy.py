@@ -2,12 +2,13 @@
 
 :class:`WarmPolicy` is the pool's bookkeeping of demand, with no processes in
 it: the keys requests used recently (the default key always counts), and how
-many processes of each key were busy at once lately. A key's target is
-``pool_size`` (a key seen only once keeps the one process it used), raised to
-the number of its processes that were busy at once within ``PEAK_WINDOW``: a
-client running four requests side by side finds four warm processes instead
-of waiting for resets or spawns. The pool caps what this asks for at its
-capacity (``pool_max`` and the memory budget).
+many processes of each key were busy at once lately. A key's target, the
+processes it keeps whether busy or idle, is ``pool_size`` (a key seen only once
+keeps the one process it used), raised to the number of its processes that were
+busy at once within ``PEAK_WINDOW``: a client running four requests side by side
+finds four warm processes instead of waiting for spawns, and no more are started
+while it runs (a process is reset within milliseconds of its request's end). The
+pool caps what this asks for at its capacity (``pool_max`` and the memory budget).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class WarmPolicy:
             info.peak, info.peak_at = busy, now
 
     def target(self, key: SpawnKey, now: float) -> int:
-        """How many idle processes to keep for ``key``."""
+        """How many processes to keep for ``key``, busy or idle."""
         if self.size == 0:
             return 0
         info = self._info(key)

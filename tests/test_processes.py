@@ -187,6 +187,57 @@ async def test_a_repeated_system_prompt_gets_a_warm_process_after_its_first_requ
     assert used.procs[1] is used.procs[0] and used.procs[1].reused
 
 
+async def test_a_request_arriving_during_a_reset_waits_for_that_process_not_a_new_one(
+    warm: ClaudeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    pool = warm.pool
+    resume = trio.Event()
+    reset = CliProcess.reset
+
+    async def held_reset(proc: CliProcess) -> bool:
+        await resume.wait()
+        return await reset(proc)
+
+    monkeypatch.setattr(CliProcess, "reset", held_reset)
+    await collect(warm, ask("one"))
+    first = used.procs[0]
+    spawned = pool.count.spawned
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collect, warm, ask("two"))
+            await pool.wait_for(lambda: first in pool._awaited)
+            resume.set()
+    assert used.procs[1] is first
+    assert pool.count.spawned == spawned
+
+
+async def test_concurrent_requests_keep_as_many_processes_as_they_use_not_twice_that(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = warm.pool
+    scripted_model.model.when("burst", Reply(tokens=5, delay=0.05))
+    most = 0
+
+    async def burst() -> None:
+        nonlocal most
+        async with trio.open_nursery() as nursery:
+            for n in range(4):
+                nursery.start_soon(collect, warm, ask(f"burst {n}"))
+            while len(nursery.child_tasks) > 0:
+                most = max(most, len(pool.pids()))
+                await pool.count.changed.wait()
+
+    with trio.fail_after(LIMIT):
+        await burst()
+        await pool.wait_for(lambda: pool.status()["busy"] == 0 and pool.count.spawning == 0)
+        spawned = pool.count.spawned
+        await burst()
+        await pool.wait_for(lambda: pool.status()["busy"] == 0 and pool.count.spawning == 0)
+    assert pool.count.spawned == spawned  # the second burst found its four processes
+    assert most <= 4 and len(pool.pids()) == 4
+
+
 async def test_a_killed_warm_process_does_not_harm_the_next_request(
     warm: ClaudeBackend, scripted_model: RunningScriptedModel
 ) -> None:
