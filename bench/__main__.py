@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=SCENARIOS,
         help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})",
     )
-    for name in ("max-concurrency", "pool-size", "pool-max"):
+    for name in ("max-concurrency", "pool-size", "pool-max", "pool-parked"):
         parser.add_argument(
             f"--{name}",
             type=int,
@@ -71,7 +71,7 @@ def _scenario_list(raw: str) -> tuple[str, ...]:
 
 def server_settings(args: argparse.Namespace) -> dict[str, str]:
     out = {}
-    for name in ("max_concurrency", "pool_size", "pool_max"):
+    for name in ("max_concurrency", "pool_size", "pool_max", "pool_parked"):
         value = getattr(args, name)
         if value is not None:
             out[f"CLAWRAP_{name.upper()}"] = str(value)

@@ -7,6 +7,7 @@ it got.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -244,6 +245,8 @@ def _min_first(results: Sequence[Timed]) -> float | None:
 
 # -- load ---------------------------------------------------------------------------------------
 
+ADAPT_ROUNDS = 3
+
 
 @dataclass
 class LoadRun:
@@ -252,6 +255,15 @@ class LoadRun:
     results: list[Timed] = field(default_factory=list)
     elapsed: float = 0.0
     timed_out: bool = False
+    # CPU seconds spent during the run by: the server, its CLI processes, this client.
+    cpu: tuple[float, float, float] | None = None
+
+
+def _cpu_now(target: Target) -> tuple[float, float, float] | None:
+    if target.watcher is None:
+        return None
+    times = os.times()
+    return (*target.watcher.cpu(), times.user + times.system)
 
 
 async def load(target: Target, label: str, total: int, clients: int, limit: float) -> LoadRun:
@@ -266,12 +278,20 @@ async def load(target: Target, label: str, total: int, clients: int, limit: floa
             run.results.append(await stream_openai(target.client, target.model, messages))
             progress.step()
 
+    cpu_before = _cpu_now(target)
     t0 = time.perf_counter()
     with trio.move_on_after(limit) as scope:
         async with trio.open_nursery() as nursery:
             for _ in range(clients):
                 nursery.start_soon(worker)
     run.elapsed = time.perf_counter() - t0
+    cpu_after = _cpu_now(target)
+    if cpu_before is not None and cpu_after is not None:
+        run.cpu = (
+            cpu_after[0] - cpu_before[0],
+            cpu_after[1] - cpu_before[1],
+            cpu_after[2] - cpu_before[2],
+        )
     run.timed_out = scope.cancelled_caught
     progress.finish("(time limit reached)" if run.timed_out else "")
     return run
@@ -294,18 +314,43 @@ def load_row(run: LoadRun) -> list[object]:
     ]
 
 
+async def adapt(target: Target, clients: int) -> str:
+    """Untimed rounds at ``clients`` concurrency until one makes the pool start nothing.
+
+    The pool sizes itself to the concurrency it sees (a process started takes ~0.5 s of
+    CPU): the measured run that follows shows the steady state, and this line the cost
+    of getting there.
+    """
+    notes = []
+    for _ in range(ADAPT_ROUNDS):
+        before = (await target.pool() or {}).get("spawned")
+        run = await load(target, f"{clients} clients, untimed", 10 * clients, clients, 40)
+        await target.settle()
+        spawned = (await target.pool() or {}).get("spawned")
+        started = spawned - before if spawned is not None and before is not None else None
+        ok = sum(1 for r in run.results if r.ok)
+        rate = f"{ok / run.elapsed:.1f} req/s" if run.elapsed else "-"
+        notes.append(f"{ok} requests, {rate}, {started} process(es) started")
+        if not started:
+            break
+    return f"before {clients} clients: " + "; ".join(notes)
+
+
 async def load_scenarios(target: Target) -> str:
+    adapting = []
     runs = [await load(target, "sequential", 30, 1, 40)]
     await target.settle()
-    runs.append(await load(target, "4 clients", 100, 4, 40))
+    adapting.append(await adapt(target, 4))
+    runs.append(await load(target, "4 clients", 200, 4, 40))
     await target.settle()
+    adapting.append(await adapt(target, 16))
     idle = target.watcher.snapshot() if target.watcher else None
     pool_before = await target.pool()
     peak = Peak()
     async with trio.open_nursery() as nursery:
         if target.watcher is not None:
             nursery.start_soon(sample_until_cancelled, target.watcher, peak)
-        runs.append(await load(target, "16 clients", 100, 16, 40))
+        runs.append(await load(target, "16 clients", 200, 16, 40))
         nursery.cancel_scope.cancel()
     pool_after = await target.pool()
     errors = [r.error for run in runs for r in run.results if r.error]
@@ -326,9 +371,28 @@ async def load_scenarios(target: Target) -> str:
     )
     if errors:
         out += f"\nerrors (first 3 of {len(errors)}): {errors[:3]}"
+    out += "\nthe pool adapting (untimed, before the timed runs):\n"
+    out += "".join(f"  {line}\n" for line in adapting)
+    out += "\n" + cpu_table(runs)
     out += "\n" + memory_table(idle, peak, target.watcher is not None)
     out += f"\n/v1/pool before 16 clients: {pool_before}\n/v1/pool after 16 clients:  {pool_after}"
     return out
+
+
+def cpu_table(runs: Sequence[LoadRun]) -> str:
+    """Where the CPU of a request goes: on a small machine, this is what bounds req/s."""
+    rows = []
+    for run in runs:
+        if run.cpu is None or not run.results:
+            continue
+        n = len(run.results)
+        server, clis, client = (1000 * c / n for c in run.cpu)
+        rows.append([run.label, f"{server:.1f}", f"{clis:.1f}", f"{client:.1f}"])
+        rows[-1].append(f"{server + clis + client:.1f}")
+    if not rows:
+        return ""
+    title = "CPU per request (ms, from /proc; this client runs on the same machine)"
+    return table(title, ["clients", "server", "CLI processes", "this client", "total"], rows)
 
 
 def memory_table(idle: Snapshot | None, peak: Peak, available: bool) -> str:

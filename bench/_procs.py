@@ -1,4 +1,4 @@
-"""Processes, read from /proc: descendants of a pid, their names, RSS, and a sampler.
+"""Processes, read from /proc: descendants of a pid, their names, RSS, CPU, and a sampler.
 
 The benchmark must be able to say how much memory the server and its CLI processes hold, and
 afterwards that none of them is left. A process is identified by (pid, start time), so a pid
@@ -7,6 +7,7 @@ reused by an unrelated process after ours exited is never mistaken for ours.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU of ``pid`` (0.0 if gone); with ``reaped_children``, that of its
+    children which exited and were waited for instead."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    first = 13 if reaped_children else 11  # utime, stime are 14, 15; cutime, cstime 16, 17
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(root: int) -> list[int]:
     """Live (non-zombie) descendants of ``root``."""
     found: list[int] = []
@@ -105,6 +116,15 @@ class Watcher:
             if comm == CLI_NAME:
                 cli.append(pid)
         return Snapshot(rss_kb(self.root), sum(rss_kb(p) for p in cli), len(cli))
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far of (the server itself, its CLI processes, live and exited).
+
+        Exited CLIs are counted in the server's reaped children, so this assumes the
+        server starts no other child processes (clawrap does not).
+        """
+        clis = sum(cpu_seconds(p) for p in descendants(self.root) if name(p) == CLI_NAME)
+        return cpu_seconds(self.root), clis + cpu_seconds(self.root, reaped_children=True)
 
     def leftovers(self) -> list[tuple[int, str]]:
         """Processes seen under ``root`` that still run (after ``root`` has exited)."""
