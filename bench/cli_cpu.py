@@ -1,11 +1,12 @@
-"""CPU one warm Claude Code CLI process spends per turn and per ``/clear`` reset.
+"""CPU one warm Claude Code CLI process spends per turn and per conversation reset.
 
-Run: ``python -m bench.cli_cpu [--turns 30] [--env NAME=VALUE ...]``. It starts the
-scripted model in-process, connects one ``ClaudeSDKClient`` with clawrap's lean
-options, then times (in CPU, from /proc/<pid>/stat, Linux only) each short turn and
-each reset. Extra ``--env`` entries go to the CLI, to compare its feature switches.
-Throughput on a small machine is bounded by these figures: it is the CLI, not the
-server, that spends most of the CPU of a request.
+Run: ``python -m bench.cli_cpu [--turns 30] [--reset rewind|clear] [--env NAME=VALUE ...]``.
+It starts the scripted model in-process, connects one ``ClaudeSDKClient`` with
+clawrap's lean options, then times (in CPU, from /proc/<pid>/stat, Linux only) each
+short turn and each reset: the ``rewind_conversation`` control request clawrap uses
+(default), or ``/clear`` for comparison. Extra ``--env`` entries go to the CLI, to
+compare its feature switches. Throughput on a small machine is bounded by these
+figures: it is the CLI, not the server, that spends most of the CPU of a request.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,20 @@ async def until_result(messages: AsyncIterator[Any]) -> None:
             return
 
 
-async def measure(extra_env: dict[str, str], turns: int) -> tuple[float, float]:
+def user_message(text: str, message_uuid: str) -> AsyncIterator[dict[str, Any]]:
+    async def one() -> AsyncIterator[dict[str, Any]]:
+        yield {
+            "type": "user",
+            "message": {"role": "user", "content": text},
+            "parent_tool_use_id": None,
+            "session_id": "default",
+            "uuid": message_uuid,
+        }
+
+    return one()
+
+
+async def measure(extra_env: dict[str, str], turns: int, reset: str) -> tuple[float, float]:
     """Mean CPU milliseconds of one turn and of one reset."""
     model = ScriptedModel()
     async with trio.open_nursery() as nursery:
@@ -66,33 +81,46 @@ async def measure(extra_env: dict[str, str], turns: int) -> tuple[float, float]:
         try:
             pid: int = client._transport._process.pid  # type: ignore[union-attr]
             messages = client.receive_messages()
-            turn = reset = 0.0
+            turn_cpu = reset_cpu = 0.0
             for i in range(turns + 3):  # the first 3 warm the process up
+                first = str(uuid.uuid4())
                 before = cpu_seconds(pid)
-                await client.query(PROMPT)
+                await client.query(user_message(PROMPT, first))
                 await until_result(messages)
                 middle = cpu_seconds(pid)
-                await client.query("/clear")
-                await until_result(messages)
+                if reset == "clear":
+                    await client.query("/clear")
+                    await until_result(messages)
+                else:
+                    request = {
+                        "subtype": "rewind_conversation",
+                        "target_message_uuid": first,
+                        "last_seen_user_message_uuid": first,
+                    }
+                    response = await client._query._send_control_request(request)  # type: ignore[union-attr]
+                    assert response.get("rewound") is True, response
                 after = cpu_seconds(pid)
                 if i >= 3:
-                    turn += middle - before
-                    reset += after - middle
+                    turn_cpu += middle - before
+                    reset_cpu += after - middle
         finally:
             with trio.CancelScope(shield=True):
                 await client.disconnect()
         nursery.cancel_scope.cancel()
-    return 1000 * turn / turns, 1000 * reset / turns
+    return 1000 * turn_cpu / turns, 1000 * reset_cpu / turns
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=30)
+    parser.add_argument("--reset", choices=("rewind", "clear"), default="rewind")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
-    turn, reset = trio.run(measure, extra, args.turns)
-    print(f"CLI CPU per turn {turn:.1f} ms, per /clear reset {reset:.1f} ms, {args.turns} turns")
+    turn, reset = trio.run(measure, extra, args.turns, args.reset)
+    print(
+        f"CLI CPU per turn {turn:.1f} ms, per {args.reset} reset {reset:.1f} ms, {args.turns} turns"
+    )
 
 
 if __name__ == "__main__":
