@@ -95,7 +95,14 @@ class SpawnSpec:
         mcp_servers: dict[str, Any] = dict(tools.mcp_servers) if tools else {}
         allowed = list(tools.allowed_tools) if tools else []
         system_prompt: Any = key.system_prompt
-        agent: dict[str, Any] = {"tools": [], "max_turns": 1}
+        # Chat processes keep no transcript on disk: a pooled process serves thousands of
+        # requests, whose text would otherwise pile up under the CLI's config directory
+        # (~8 KB each, never removed). Their history is clawrap's to keep, not the CLI's.
+        agent: dict[str, Any] = {
+            "tools": [],
+            "max_turns": 1,
+            "extra_args": {"no-session-persistence": None},
+        }
         if self.agent is not None:
             # Claude Code itself: its own prompt, tools and fence, the client's tools beside.
             system_prompt = {"type": "preset", "preset": "claude_code"}

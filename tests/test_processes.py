@@ -10,6 +10,7 @@ import math
 import os
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -236,6 +237,26 @@ async def test_concurrent_requests_keep_as_many_processes_as_they_use_not_twice_
         await pool.wait_for(lambda: pool.status()["busy"] == 0 and pool.count.spawning == 0)
     assert pool.count.spawned == spawned  # the second burst found its four processes
     assert most <= 4 and len(pool.pids()) == 4
+
+
+async def test_pooled_processes_leave_no_transcript_of_their_requests_on_disk(
+    warm: ClaudeBackend, claude_env: dict[str, str]
+) -> None:
+    history = (
+        Turn("user", (TextPart("OLD-QUESTION"),)),
+        Turn("assistant", (TextPart("OLD-ANSWER"),)),
+        Turn("user", (TextPart("now"),)),
+    )
+    await collect(warm, ask("DISK-SECRET one"))
+    await collect(warm, CompletionRequest(model="sonnet", requested_model="sonnet", turns=history))
+    await collect(warm, ask("DISK-SECRET two"))
+    assert files_mentioning("SECRET", Path(claude_env["CLAUDE_CONFIG_DIR"])) == []
+
+
+def files_mentioning(text: str, directory: Path) -> list[Path]:
+    return [
+        p for p in directory.rglob("*") if p.is_file() and text in p.read_text("utf-8", "replace")
+    ]
 
 
 async def test_a_killed_warm_process_does_not_harm_the_next_request(
