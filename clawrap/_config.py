@@ -64,7 +64,7 @@ class Settings:
     pool_size: int = 2  # processes kept warm per common configuration
     pool_max: int = 8  # most CLI processes that may exist at once
     pool_idle_expiry: float = 600.0
-    pool_memory_mb: int = 4096  # budget for all CLI processes (~230 MB each)
+    pool_memory_mb: int = 4096  # budget for all CLI processes (counted as 400 MB each)
     pool_parked: int = 4  # processes kept holding a conversation for its next turn (0: off)
 
     # -- sessions

@@ -340,5 +340,5 @@ async def test_without_warm_processes_each_request_runs_cold_and_leaves_nothing(
 
 
 def test_the_memory_budget_caps_the_number_of_processes() -> None:
-    assert ProcessPool(Settings(pool_max=8, pool_memory_mb=500)).capacity == 2
+    assert ProcessPool(Settings(pool_max=8, pool_memory_mb=800)).capacity == 2
     assert ProcessPool(Settings(pool_max=3, pool_memory_mb=100_000)).capacity == 3
