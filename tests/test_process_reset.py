@@ -96,6 +96,16 @@ def streamed(model: RunningScriptedModel) -> list[RecordedRequest]:
     return [r for r in model.model.requests if r.body.get("stream")]
 
 
+async def reset_then_start_anew(proc: CliProcess, model: RunningScriptedModel) -> str:
+    """Reset ``proc``, start a new conversation on it, check what the model saw of it and
+    return that request's whole body as text."""
+    assert await proc.reset()
+    await turn(proc, "a new conversation")
+    after = streamed(model)[-1]
+    the_model_sees_only(after, "a new conversation")
+    return str(after.body)
+
+
 async def test_after_a_reset_the_model_sees_only_the_new_message(
     builder: OptionsBuilder, scripted_model: RunningScriptedModel, ended: list[CliProcess]
 ) -> None:
@@ -103,11 +113,7 @@ async def test_after_a_reset_the_model_sees_only_the_new_message(
     proc = await spawn(builder.default_spec(), ended)
     await turn(proc, "FIRST-SECRET question")
     await turn(proc, "and a follow-up")
-    assert await proc.reset()
-    await turn(proc, "a new conversation")
-    after = streamed(scripted_model)[-1]
-    the_model_sees_only(after, "a new conversation")
-    assert "FIRST" not in str(after.body)
+    assert "FIRST" not in await reset_then_start_anew(proc, scripted_model)
 
 
 async def test_a_reset_is_repeatable_and_a_reset_of_an_unused_process_is_a_no_op(
@@ -136,11 +142,8 @@ async def test_a_process_resumed_from_a_transcript_resets_to_empty(
     plan.cleanup()
     await turn(proc, "NOW-QUESTION")
     assert "OLD-QUESTION" in str(streamed(scripted_model)[-1].body)  # the history was there
-    assert await proc.reset()
-    await turn(proc, "a new conversation")
-    after = streamed(scripted_model)[-1]
-    the_model_sees_only(after, "a new conversation")
-    assert "OLD-" not in str(after.body) and "NOW-" not in str(after.body)
+    after = await reset_then_start_anew(proc, scripted_model)
+    assert "OLD-" not in after and "NOW-" not in after
 
 
 async def test_a_turn_interrupted_mid_reply_is_reset_too(
@@ -153,11 +156,7 @@ async def test_a_turn_interrupted_mid_reply_is_reset_too(
         while type(await proc.receive()).__name__ != "StreamEvent":
             pass
     assert proc.in_turn
-    assert await proc.reset()
-    await turn(proc, "a new conversation")
-    after = streamed(scripted_model)[-1]
-    the_model_sees_only(after, "a new conversation")
-    assert "SLOW-SECRET" not in str(after.body)
+    assert "SLOW-SECRET" not in await reset_then_start_anew(proc, scripted_model)
 
 
 async def test_a_refused_rewind_is_reported_so_the_process_is_not_reused(
