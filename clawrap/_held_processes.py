@@ -45,12 +45,15 @@ class IdleSet:
         procs.remove(proc)
         return True
 
-    def take(self, key: SpawnKey, model: str) -> CliProcess | None:
-        """The newest process of ``key``, on ``model`` if one is; None if there is none."""
+    def take(self, key: SpawnKey, model: str, *, any_model: bool = True) -> CliProcess | None:
+        """The newest process of ``key``, on ``model`` if one is, else (with
+        ``any_model``) on another; None if there is none."""
         procs = self._by_key.get(key)
         if not procs:
             return None
         same = [p for p in procs if p.model == model]
+        if not same and not any_model:
+            return None
         proc = same[-1] if same else procs[-1]
         procs.remove(proc)
         return proc

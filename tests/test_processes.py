@@ -168,13 +168,28 @@ async def test_another_system_prompt_or_tool_set_never_shares_a_process(
     assert plain.body.get("tools", []) == []
 
 
-async def test_a_model_change_reuses_the_warm_process(
+async def test_a_model_change_to_an_alias_reuses_the_warm_process(
     warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     used = Used(warm, monkeypatch)
-    await collect(warm, ask("hello", model="claude-haiku-4-5"))
+    await collect(warm, ask("hello", model="haiku"))
+    assert used.procs[0].reused
+    assert "haiku" in completions(scripted_model)[-1].body["model"]
+
+
+async def test_without_room_for_another_process_a_full_model_id_is_switched_to_live(
+    claude_env: dict[str, str],
+    scripted_model: RunningScriptedModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_claude_backend(settings(pool_max=1), cli_env=claude_env) as backend:
+            await backend.pool.wait_warm()
+            used = Used(backend, monkeypatch)
+            await collect(backend, ask("hello", model="claude-haiku-4-5"))
     assert used.procs[0].reused
     assert completions(scripted_model)[-1].body["model"] == "claude-haiku-4-5"
+    assert claude_children() == []
 
 
 async def test_a_repeated_system_prompt_gets_a_warm_process_after_its_first_request(
@@ -257,6 +272,44 @@ def files_mentioning(text: str, directory: Path) -> list[Path]:
     return [
         p for p in directory.rglob("*") if p.is_file() and text in p.read_text("utf-8", "replace")
     ]
+
+
+async def test_a_full_model_id_is_never_switched_to_on_a_live_process_while_there_is_room(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Switching a live process to a full model id costs the CLI a check call upstream
+    # (and ~0.7 s); an alias it resolves by itself.
+    def checks() -> int:
+        return len(scripted_model.model.requests) - len(completions(scripted_model))
+
+    used = Used(warm, monkeypatch)
+    (default,) = warm.pool.idle_processes()
+    await collect(warm, ask("first", model="claude-haiku-4-5"))
+    assert used.procs[0] is not default and checks() == 0
+    await idle_again(warm, used.procs[0])
+    await collect(warm, ask("second", model="claude-haiku-4-5"))
+    assert used.procs[1] is used.procs[0] and checks() == 0
+    await collect(warm, ask("third", model="haiku"))
+    assert used.procs[2].reused and checks() == 0
+    assert [r.body["model"] for r in completions(scripted_model)][:2] == ["claude-haiku-4-5"] * 2
+
+
+async def test_warm_processes_start_on_the_model_clients_ask_for(
+    warm: ClaudeBackend, scripted_model: RunningScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used = Used(warm, monkeypatch)
+    await collect(warm, ask("first", model="claude-haiku-4-5"))
+    killed = {p.pid for p in warm.pool.idle_processes() + used.procs}
+    for pid in killed:
+        os.kill(pid or 0, signal.SIGKILL)  # the pool replaces them for the next request
+    with trio.fail_after(LIMIT):
+        await warm.pool.wait_for(
+            lambda: [p.pid not in killed for p in warm.pool.idle_processes()] == [True]
+        )
+    (replacement,) = warm.pool.idle_processes()
+    assert replacement.model == "claude-haiku-4-5"
+    await collect(warm, ask("second", model="claude-haiku-4-5"))
+    assert used.procs[1] is replacement
 
 
 async def test_a_killed_warm_process_does_not_harm_the_next_request(
