@@ -3,9 +3,9 @@
 The :class:`ProcessPool` hands processes (:class:`~clawrap._cli_process.CliProcess`)
 to requests by :class:`SpawnKey`: a warm idle process with the same key (its
 conversation rewound after its last use; ``set_model`` switches its model), else
-one of that key being reset or started, else a fresh one. Released processes
-are reset in the background and kept, or ended.
-A background task keeps processes warm as :class:`~clawrap._warm_policy.WarmPolicy`
+one of that key being reset or started (:mod:`~clawrap._coming_processes`), else a
+fresh one. Released processes are reset in the background and kept, or ended. A
+background task keeps processes warm as :class:`~clawrap._warm_policy.WarmPolicy`
 asks, expires idle ones and replaces dead ones; requests never wait for it.
 
 The capacity (``pool_max`` within ``pool_memory_mb``) is an invariant kept by
@@ -31,12 +31,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import trio
 
 from ._cli_process import CliProcess, spawn_process
+from ._coming_processes import ComingProcesses
 from ._config import Settings
 from ._errors import ClawrapError
 from ._held_processes import IdleSet, ParkedSet
@@ -52,14 +52,6 @@ SET_MODEL_TIMEOUT = 10.0  # may validate the model with a tiny upstream call
 RETRY_BACKOFF = 5.0  # after a failed warm spawn
 
 State = Literal["idle", "midturn", "broken"]
-
-
-@dataclass(slots=True)
-class _Starting:
-    key: SpawnKey
-    model: str
-    done: trio.Event
-    claimed: bool = False
 
 
 def _serves(spec: SpawnSpec, key: SpawnKey, model: str) -> bool:
@@ -83,9 +75,7 @@ class ProcessPool:
         self._idle = IdleSet()
         self._parked = ParkedSet(max(0, min(settings.pool_parked, self.capacity)))
         self._busy: set[CliProcess] = set()
-        self._recycling: set[CliProcess] = set()
-        self._awaited: set[CliProcess] = set()  # being reset, with a request waiting for it
-        self._starting: list[_Starting] = []
+        self._coming = ComingProcesses(self.wait_for, self.count.notify)
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
@@ -136,11 +126,12 @@ class ProcessPool:
     # -- accounting
 
     def status(self) -> dict[str, Any]:
-        held = self._idle.count() + len(self._parked) + len(self._busy) + len(self._recycling)
+        resetting = self._coming.resetting_count
+        held = self._idle.count() + len(self._parked) + len(self._busy) + resetting
         return {
             "warm": self._idle.count(),
             "parked": len(self._parked),
-            "busy": len(self._busy) + len(self._recycling),
+            "busy": len(self._busy) + resetting,
             "starting": self.count.spawning,
             "closing": len(self.count.live) - held,
             "spawned": self.count.spawned,
@@ -239,47 +230,9 @@ class ProcessPool:
                 if await self._hand_out(proc, spec) is None:
                     continue
                 return proc
-            if not await self._await_one_coming(spec.key, model):
+            if not await self._coming.wait_for_one(spec.key, model):
                 return None
         return None
-
-    async def _await_one_coming(self, key: SpawnKey, model: str | None) -> bool:
-        """Wait for a process of ``key`` (on ``model``, unless None) on its way to the
-        idle set, if there is one no other request waits for: a warm spawn under way (it
-        started earlier than a cold one would), else one being reset (a few
-        milliseconds, against a cold start's hundreds). False if there is none."""
-        slot = next(
-            (
-                s
-                for s in self._starting
-                if s.key == key and not s.claimed and model in (None, s.model)
-            ),
-            None,
-        )
-        if slot is not None:
-            slot.claimed = True
-            try:
-                await slot.done.wait()
-            finally:
-                slot.claimed = False
-            return True
-        proc = next(
-            (
-                p
-                for p in self._recycling
-                if p.key == key and p not in self._awaited and model in (None, p.model)
-            ),
-            None,
-        )
-        if proc is None:
-            return False
-        self._awaited.add(proc)
-        self.count.notify()
-        try:
-            await self.wait_for(lambda: proc not in self._recycling)
-        finally:
-            self._awaited.discard(proc)
-        return True
 
     async def _reclaim(self, spec: SpawnSpec) -> CliProcess | None:
         """With no room for a cold start, the oldest parked process of ``spec``'s key, reset."""
@@ -360,7 +313,7 @@ class ProcessPool:
         Call under a shield. With a background nursery this returns at once.
         """
         self._busy.discard(proc)
-        self._recycling.add(proc)
+        self._coming.resetting(proc)
         if self._nursery is not None and not self._closed:
             try:
                 self._nursery.start_soon(self._recycle, proc, state)
@@ -389,7 +342,7 @@ class ProcessPool:
                 self.recycled += 1
             else:
                 await self._close(proc)
-            self._recycling.discard(proc)  # counted busy until it has exited
+            self._coming.reset_done(proc)  # counted busy until it has exited
             self._changed()
 
     # -- the background task
@@ -439,25 +392,21 @@ class ProcessPool:
             return None
         now = trio.current_time()
         for spec in self.policy.wanted():
-            held = (*self._idle.of(spec.key), *self._recycling, *self._busy)
+            held = (*self._idle.of(spec.key), *self._coming.resetting_processes(), *self._busy)
             have = sum(1 for p in held if _serves(spec, p.key, p.model))
-            have += sum(1 for s in self._starting if _serves(spec, s.key, s.model))
+            have += sum(1 for s in self._coming.starts() if _serves(spec, s.key, s.model))
             if have < self.policy.target(spec.key, now):
                 return spec
         return None
 
     async def _warm_one(self, spec: SpawnSpec) -> None:
-        slot = _Starting(spec.key, spec.model, trio.Event())
-        self._starting.append(slot)
         try:
-            proc = await self.count.spawn(spec)
+            with self._coming.starting(spec.key, spec.model):
+                proc = await self.count.spawn(spec)
         except ClawrapError:
             self._backoff_until = trio.current_time() + RETRY_BACKOFF
             log.warning("warming a CLI process failed; retrying in %.0f s", RETRY_BACKOFF)
             return
-        finally:
-            self._starting.remove(slot)
-            slot.done.set()
         if self._closed:
             await self._close(proc)
             return

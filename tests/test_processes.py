@@ -222,7 +222,7 @@ async def test_a_request_arriving_during_a_reset_waits_for_that_process_not_a_ne
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(collect, warm, ask("two"))
-            await pool.wait_for(lambda: first in pool._awaited)
+            await pool.wait_for(lambda: pool._coming.is_awaited(first))
             resume.set()
     assert used.procs[1] is first
     assert pool.count.spawned == spawned
