@@ -158,7 +158,7 @@ class CliProcess:
                     request, timeout=RESET_TIMEOUT
                 )
                 if response.get("rewound") is not True:
-                    log.info("CLI process %s refused the rewind: %s", self.pid, response)
+                    log.warning("CLI process %s refused the rewind: %s", self.pid, response)
                     return False
                 self._first_uuid = self._last_user_uuid = None
                 return True
