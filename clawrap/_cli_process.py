@@ -8,8 +8,8 @@ the backend driving a turn use these.
 A reset rewinds the conversation to before its first message (the CLI's
 ``rewind_conversation`` control request, aimed at that message's uuid, which
 clawrap sets when sending it or, for a resumed transcript, wrote itself). It
-leaves the conversation as empty as a new process's and costs the CLI ~2 ms of
-CPU. ``/clear`` is not used: it costs ~18 ms, and the CLI keeps a record of the
+leaves the conversation as empty as a new process's and costs the CLI 2-3 ms of
+CPU. ``/clear`` is not used: it costs 18-22 ms, and the CLI keeps a record of the
 command ("<local-command-caveat>... <command-name>/clear</command-name>") that
 it prepends to the next user message, so the model would see it in every
 request a reused process serves.
