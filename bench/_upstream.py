@@ -1,11 +1,12 @@
 """The scripted model for the benchmark: clawrap's mock upstream, plus a tally of its streams.
 
 ``python -m bench._upstream --port N`` serves exactly what ``clawrap mock-upstream`` serves
-(the same :class:`~clawrap._mock_upstream.MockUpstreamApp`), and counts ``POST /v1/messages``
-exchanges: how many are open now, how many ended with their last byte sent ("completed"), and
-how many ended because the caller went away first ("cut"). ``GET /_bench/streams`` reports the
-tally; ``DELETE /_bench/streams`` zeroes the finished counts. This is how the benchmark tells a
-CLI process still generating a reply for a vanished client from one sitting idle and warm.
+(the same :class:`~clawrap.scripted._mock_upstream.MockUpstreamApp`), and counts
+``POST /v1/messages`` exchanges: how many are open now, how many ended with their last byte
+sent ("completed"), and how many ended because the caller went away first ("cut").
+``GET /_bench/streams`` reports the tally; ``DELETE /_bench/streams`` zeroes the finished
+counts. This is how the benchmark tells a CLI process still generating a reply for a vanished
+client from one sitting idle and warm.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 
 import trio
 
-from clawrap._mock_upstream import MockUpstreamApp
-from clawrap._scripted_model import ScriptedModel
+from clawrap.scripted._mock_upstream import MockUpstreamApp
+from clawrap.scripted._model import ScriptedModel
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]

@@ -23,8 +23,8 @@ import trio
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
 from claude_agent_sdk.types import ResultMessage
 
-from clawrap._mock_upstream import serve_mock_upstream
-from clawrap._scripted_model import ScriptedModel
+from clawrap.scripted._mock_upstream import serve_mock_upstream
+from clawrap.scripted._model import ScriptedModel
 
 PROMPT = 'hello [[mock:{"tokens": 5}]]'
 

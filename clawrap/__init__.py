@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._config import Settings
-from ._errors import ClawrapError
-from ._version import __version__
+from clawrap._version import __version__
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
 
 if TYPE_CHECKING:
-    from ._app import create_app
-    from ._server import serve
+    from clawrap.cli._server import serve
+    from clawrap.http._app import create_app
 
 # Loaded on first use: importing the server costs about 0.3 s.
-_LAZY = {"create_app": "._app", "serve": "._server"}
+_LAZY = {"create_app": ".http._app", "serve": ".cli._server"}
 
 
 def __getattr__(name: str) -> Any:

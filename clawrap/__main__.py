@@ -1,5 +1,5 @@
-"""``python -m clawrap``: the command line (see :mod:`clawrap._cli`)."""
+"""``python -m clawrap``: the command line (see :mod:`clawrap.cli._main`)."""
 
-from ._cli import main
+from clawrap.cli._main import main
 
 raise SystemExit(main())

@@ -17,10 +17,10 @@ from typing import Any
 
 import trio
 
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError, invalid_request
-from clawrap._events import Event, Finished, TextDelta, Usage
-from clawrap._request import CompletionRequest, ResponseFormat, TextPart, Turn
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError, invalid_request
+from clawrap.core._events import Event, Finished, TextDelta, Usage
+from clawrap.core._request import CompletionRequest, ResponseFormat, TextPart, Turn
 
 Message = dict[str, Any]
 

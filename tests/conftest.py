@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from clawrap._mock_upstream import serve_mock_upstream
-from clawrap._scripted_model import ScriptedModel
+from clawrap.scripted._mock_upstream import serve_mock_upstream
+from clawrap.scripted._model import ScriptedModel
 
 pytest_plugins = ["e2e"]  # the clawrap_server fixture of the end-to-end tests
 

@@ -29,11 +29,11 @@ import pytest
 import trio
 from procs import claude_children
 
-from clawrap._claude_backend import ClaudeBackend
-from clawrap._config import Settings
-from clawrap._mock_upstream import MockUpstreamApp
-from clawrap._scripted_model import RecordedRequest, ScriptedModel
-from clawrap._server import serve
+from clawrap.claude._backend import ClaudeBackend
+from clawrap.cli._server import serve
+from clawrap.core._config import Settings
+from clawrap.scripted._mock_upstream import MockUpstreamApp
+from clawrap.scripted._model import RecordedRequest, ScriptedModel
 
 T = TypeVar("T")
 

@@ -21,9 +21,9 @@ from e2e import TEST_LIMIT, Clawrap, in_thread, serving_claude, start_upstream, 
 from openai.types.chat import ChatCompletionChunk
 from procs import claude_children, cmdline
 
-from clawrap._config import Settings
-from clawrap._process_tree import descendants, is_alive
-from clawrap._scripted_model import Reply, ToolUse
+from clawrap.claude.pool._process_tree import descendants, is_alive
+from clawrap.core._config import Settings
+from clawrap.scripted._model import Reply, ToolUse
 
 pytestmark = pytest.mark.e2e
 

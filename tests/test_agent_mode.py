@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from clawrap._agent_mode import (
+from clawrap.agent._mcp_registry import McpRegistry
+from clawrap.agent._mode import (
     DEFAULT_AGENT_TOOLS,
     DEFAULT_THINKING_BUDGET,
     agent_sdk_options,
@@ -18,10 +19,9 @@ from clawrap._agent_mode import (
     parse_claude_headers,
     resolve_cwd,
 )
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._mcp_registry import McpRegistry
-from clawrap._request import AgentOptions, CompletionRequest, TextPart, Turn
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._request import AgentOptions, CompletionRequest, TextPart, Turn
 
 MCP = McpRegistry.parse(
     {"mcpServers": {"files": {"command": "files-server"}, "my_docs": {"command": "docs"}}}

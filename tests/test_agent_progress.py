@@ -15,9 +15,9 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
-from clawrap._agent_progress import tool_result_summary, tool_use_summary
-from clawrap._events import AgentProgress, Finished, TextDelta, ToolCallStart, Usage
-from clawrap._sdk_events import TurnTranslator
+from clawrap.claude._agent_progress import tool_result_summary, tool_use_summary
+from clawrap.claude._sdk_events import TurnTranslator
+from clawrap.core._events import AgentProgress, Finished, TextDelta, ToolCallStart, Usage
 
 
 def se(event: dict[str, Any]) -> StreamEvent:

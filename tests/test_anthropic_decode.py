@@ -10,13 +10,9 @@ import anthropic
 import httpx2
 import pytest
 
-from clawrap._anthropic_decode import (
-    ADAPTIVE_THINKING_BUDGET,
-    decode_messages,
-)
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._request import (
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._request import (
     CompletionRequest,
     DocumentPart,
     ImagePart,
@@ -28,6 +24,10 @@ from clawrap._request import (
     ToolSpec,
     ToolUsePart,
     Turn,
+)
+from clawrap.protocol.anthropic._decode import (
+    ADAPTIVE_THINKING_BUDGET,
+    decode_messages,
 )
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()

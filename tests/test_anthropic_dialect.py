@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from clawrap._anthropic_dialect import (
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Finished, TextDelta
+from clawrap.protocol.anthropic._dialect import (
     CHARS_PER_TOKEN,
     IMAGE_TOKENS,
     MESSAGE_OVERHEAD,
@@ -16,9 +19,6 @@ from clawrap._anthropic_dialect import (
     AnthropicMessagesDialect,
     count_tokens_body,
 )
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._events import Finished, TextDelta
 
 PNG = base64.b64encode(b"\x89PNG fake").decode()
 TWO_PAGE_PDF = base64.b64encode(

@@ -17,17 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from clawrap._anthropic_dialect import AnthropicMessagesDialect
-from clawrap._anthropic_encode import (
-    AnthropicCollector,
-    AnthropicStreamEncoder,
-    AnthropicWireOptions,
-    error_body,
-    new_message_id,
-    progress_note,
-)
-from clawrap._errors import ClawrapError, ErrorKind
-from clawrap._events import (
+from clawrap.core._errors import ClawrapError, ErrorKind
+from clawrap.core._events import (
     AgentProgress,
     Event,
     Finished,
@@ -38,7 +29,16 @@ from clawrap._events import (
     ToolCallStart,
     Usage,
 )
-from clawrap._request import CompletionRequest, TextPart, Turn
+from clawrap.core._request import CompletionRequest, TextPart, Turn
+from clawrap.protocol.anthropic._dialect import AnthropicMessagesDialect
+from clawrap.protocol.anthropic._encode import (
+    AnthropicCollector,
+    AnthropicStreamEncoder,
+    AnthropicWireOptions,
+    error_body,
+    new_message_id,
+    progress_note,
+)
 
 OPTIONS = AnthropicWireOptions("msg_01TEST", "claude-sonnet-4-5")
 REQUEST = CompletionRequest(

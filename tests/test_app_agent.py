@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 from asgi_fakes import call
+from scripted_backend import ScriptedBackend
 
-from clawrap._app import App, create_app
-from clawrap._config import Settings
-from clawrap._events import Finished, TextDelta, Usage
-from clawrap._mcp_registry import McpRegistry
-from clawrap._request import AgentOptions
-from clawrap._scripted_backend import ScriptedBackend
+from clawrap.agent._mcp_registry import McpRegistry
+from clawrap.core._config import Settings
+from clawrap.core._events import Finished, TextDelta, Usage
+from clawrap.core._request import AgentOptions
+from clawrap.http._app import App, create_app
 
 HELLO = [TextDelta("Hello"), Usage(3, 1), Finished("end_turn")]
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}

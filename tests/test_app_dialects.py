@@ -6,12 +6,12 @@ import json
 
 import pytest
 from asgi_fakes import call
+from scripted_backend import ScriptedBackend
 
-from clawrap._app import App, create_app
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._events import Finished, TextDelta, Usage
-from clawrap._scripted_backend import ScriptedBackend
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Finished, TextDelta, Usage
+from clawrap.http._app import App, create_app
 
 HELLO = [TextDelta("Hel"), TextDelta("lo"), Usage(7, 2), Finished("end_turn")]
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}

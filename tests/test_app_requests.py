@@ -6,12 +6,12 @@ import pytest
 import trio
 import trio.testing
 from asgi_fakes import AsgiCall, FakeDialect, call, http_scope, start_call
+from scripted_backend import ScriptedBackend
 
-from clawrap._app import App, create_app
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._events import Finished, TextDelta, Usage
-from clawrap._scripted_backend import ScriptedBackend
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Finished, TextDelta, Usage
+from clawrap.http._app import App, create_app
 
 HELLO = [TextDelta("Hello"), Usage(3, 1), Finished("end_turn")]
 

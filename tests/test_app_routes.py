@@ -9,12 +9,12 @@ import subprocess
 import pytest
 from asgi_fakes import FakeDialect, call
 from claude_agent_sdk._cli_version import __cli_version__
+from scripted_backend import ScriptedBackend
 
-from clawrap._app import App, canonical_path, create_app
-from clawrap._config import Settings
-from clawrap._events import Finished, TextDelta
-from clawrap._request_log import JsonLogFormatter
-from clawrap._scripted_backend import ScriptedBackend
+from clawrap.core._config import Settings
+from clawrap.core._events import Finished, TextDelta
+from clawrap.http._app import App, canonical_path, create_app
+from clawrap.http._request_log import JsonLogFormatter
 
 
 @pytest.fixture

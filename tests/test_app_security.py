@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from asgi_fakes import FakeDialect, call
+from scripted_backend import ScriptedBackend
 
-from clawrap._app import App, create_app
-from clawrap._config import Settings
-from clawrap._events import Finished, TextDelta
-from clawrap._scripted_backend import ScriptedBackend
+from clawrap.core._config import Settings
+from clawrap.core._events import Finished, TextDelta
+from clawrap.http._app import App, create_app
 
 KEY = "sk-local-0123456789abcdef"
 WEB_APP = "http://localhost:3000"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clawrap._auth import LOGIN_HINT, bundled_cli, cli_info, detect_auth, mask
-from clawrap._config import Settings
+from clawrap.core._auth import LOGIN_HINT, bundled_cli, cli_info, detect_auth, mask
+from clawrap.core._config import Settings
 
 SECRET = "sk-ant-api03-SECRETSECRETSECRET-wxyz"
 

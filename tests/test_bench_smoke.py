@@ -18,7 +18,7 @@ from bench.__main__ import SCENARIOS, build_parser, server_settings
 from bench._canned import serve_canned
 from bench._client import expected_tokens, make_openai, stream_openai, stream_raw
 from bench._stats import percentile, table
-from clawrap._scripted_model import Reply
+from clawrap.scripted._model import Reply
 
 
 def test_defaults_run_every_scenario_against_a_fresh_clawrap() -> None:

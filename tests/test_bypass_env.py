@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from clawrap._config import Settings
-from clawrap._mcp_registry import McpRegistry
-from clawrap._request import AgentOptions, CompletionRequest, TextPart, Turn
-from clawrap._sdk_options import OptionsBuilder
+from clawrap.agent._mcp_registry import McpRegistry
+from clawrap.claude._sdk_options import OptionsBuilder
+from clawrap.core._config import Settings
+from clawrap.core._request import AgentOptions, CompletionRequest, TextPart, Turn
 
 
 def agent_env(tmp_path: Path, mode: str | None) -> dict[str, str]:

@@ -17,12 +17,12 @@ import pytest
 import trio
 from claude_agent_sdk import HookMatcher, create_sdk_mcp_server, tool
 
-from clawrap import _claude_backend
-from clawrap._claude_backend import ClaudeBackend
-from clawrap._client_tools import ClientTools
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._events import (
+from clawrap.claude import _backend as _claude_backend
+from clawrap.claude._backend import ClaudeBackend
+from clawrap.claude._client_tools import ClientTools
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import (
     Event,
     Finished,
     ReasoningDelta,
@@ -32,7 +32,7 @@ from clawrap._events import (
     ToolCallStart,
     Usage,
 )
-from clawrap._request import (
+from clawrap.core._request import (
     CompletionRequest,
     TextPart,
     ToolResultPart,
@@ -40,7 +40,7 @@ from clawrap._request import (
     ToolUsePart,
     Turn,
 )
-from clawrap._scripted_model import RecordedRequest, Reply, ToolUse
+from clawrap.scripted._model import RecordedRequest, Reply, ToolUse
 from tests.procs import claude_children
 
 if TYPE_CHECKING:

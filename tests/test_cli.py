@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import clawrap._doctor as doctor
-import clawrap._mock_upstream as mock_upstream
-from clawrap._cli import build_parser, main, settings_from_args, settings_problems
-from clawrap._config import Settings
+import clawrap.cli._doctor as doctor
+import clawrap.scripted._mock_upstream as mock_upstream
+from clawrap.cli._main import build_parser, main, settings_from_args, settings_problems
+from clawrap.core._config import Settings
 
 
 def parse(*argv: str) -> Settings:

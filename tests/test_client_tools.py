@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from clawrap._client_tools import (
+from clawrap.claude._client_tools import (
     HANDLER_ERROR,
     PREFIX,
     SERVER_NAME,
@@ -17,7 +17,7 @@ from clawrap._client_tools import (
     sdk_tools,
     tools_signature,
 )
-from clawrap._request import CompletionRequest, NamedTool, TextPart, ToolChoice, ToolSpec, Turn
+from clawrap.core._request import CompletionRequest, NamedTool, TextPart, ToolChoice, ToolSpec, Turn
 
 WEATHER = ToolSpec(
     "get_weather",

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from clawrap._claude_backend import ClaudeBackend, continuation_point, open_claude_backend
-from clawrap._cli_process import CliProcess
-from clawrap._config import Settings
-from clawrap._events import Event, Finished, TextDelta
-from clawrap._request import CompletionRequest, TextPart, ToolResultPart, ToolSpec, Turn
-from clawrap._scripted_model import RecordedRequest
+from clawrap.claude._backend import ClaudeBackend, continuation_point, open_claude_backend
+from clawrap.claude._cli_process import CliProcess
+from clawrap.core._config import Settings
+from clawrap.core._events import Event, Finished, TextDelta
+from clawrap.core._request import CompletionRequest, TextPart, ToolResultPart, ToolSpec, Turn
+from clawrap.scripted._model import RecordedRequest
 from tests.procs import claude_children
 
 if TYPE_CHECKING:

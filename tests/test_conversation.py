@@ -6,18 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clawrap._conversation import (
-    ReplyRecorder,
-    conversation_key,
-    dumps_turn,
-    loads_turn,
-    merge_history,
-    prefix_keys,
-    turn_digest,
-    turn_shape,
-)
-from clawrap._errors import ClawrapError
-from clawrap._events import (
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import (
     AgentProgress,
     Finished,
     ReasoningDelta,
@@ -27,7 +17,7 @@ from clawrap._events import (
     ToolCallStart,
     Usage,
 )
-from clawrap._request import (
+from clawrap.core._request import (
     DocumentPart,
     ImagePart,
     TextPart,
@@ -35,6 +25,16 @@ from clawrap._request import (
     ToolResultPart,
     ToolUsePart,
     Turn,
+)
+from clawrap.protocol._conversation import (
+    ReplyRecorder,
+    conversation_key,
+    dumps_turn,
+    loads_turn,
+    merge_history,
+    prefix_keys,
+    turn_digest,
+    turn_shape,
 )
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from clawrap._config import Settings
-from clawrap._doctor import check_settings, doctor_main, is_loopback
+from clawrap.cli._doctor import check_settings, doctor_main, is_loopback
+from clawrap.core._config import Settings
 
 DUMMY_KEY = "sk-ant-dummy-key-for-tests-0000"
 

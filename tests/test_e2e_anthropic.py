@@ -15,7 +15,7 @@ import trio
 from anthropic.types import Message
 from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap, in_thread, wait_until
 
-from clawrap._scripted_model import Reply, ToolUse, render_message
+from clawrap.scripted._model import Reply, ToolUse, render_message
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
 

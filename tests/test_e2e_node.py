@@ -20,7 +20,7 @@ import pytest
 import trio
 from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap
 
-from clawrap._scripted_model import Reply, ToolUse
+from clawrap.scripted._model import Reply, ToolUse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node, SDK_READER_LEFT_OPEN]
 

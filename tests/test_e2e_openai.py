@@ -19,7 +19,7 @@ from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap, in_thread, sse_data, 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel
 
-from clawrap._scripted_model import Reply, ToolUse
+from clawrap.scripted._model import Reply, ToolUse
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
 

@@ -9,15 +9,15 @@ import pytest
 import trio
 import trio.testing
 from asgi_fakes import AsgiCall, FakeDialect, Response, simple_request
+from scripted_backend import ScriptedBackend
 
-import clawrap._output_pipeline as output_pipeline
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._events import Event, Finished, TextDelta, Usage
-from clawrap._exchange import HALT_GRACE, KEEPALIVE_INTERVAL, SHUTDOWN_GRACE, run_exchange
-from clawrap._request import CompletionRequest, ResponseFormat
-from clawrap._request_log import RequestRecord
-from clawrap._scripted_backend import ScriptedBackend
+import clawrap.protocol._output_pipeline as output_pipeline
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Event, Finished, TextDelta, Usage
+from clawrap.core._request import CompletionRequest, ResponseFormat
+from clawrap.http._exchange import HALT_GRACE, KEEPALIVE_INTERVAL, SHUTDOWN_GRACE, run_exchange
+from clawrap.http._request_log import RequestRecord
 
 HELLO = [TextDelta("Hel"), TextDelta("lo"), Usage(3, 2), Finished("end_turn")]
 

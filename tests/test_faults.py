@@ -31,9 +31,9 @@ from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap, in_thread, sse_data, 
 from openai.types.chat import ChatCompletionChunk
 from procs import cmdline, descendants
 
-from clawrap._auth import cli_info
-from clawrap._config import Settings
-from clawrap._scripted_model import Reply
+from clawrap.core._auth import cli_info
+from clawrap.core._config import Settings
+from clawrap.scripted._model import Reply
 
 pytestmark = [
     pytest.mark.e2e,

@@ -16,8 +16,9 @@ import pytest
 import trio
 from procs import claude_children
 
-from clawrap._client_tools import ClientTools, build_client_tools
-from clawrap._request import (
+from clawrap.claude._client_tools import ClientTools, build_client_tools
+from clawrap.claude._transcript import plan_history
+from clawrap.core._request import (
     CompletionRequest,
     DocumentPart,
     ImagePart,
@@ -30,8 +31,7 @@ from clawrap._request import (
     ToolUsePart,
     Turn,
 )
-from clawrap._scripted_model import Reply, ToolUse
-from clawrap._transcript import plan_history
+from clawrap.scripted._model import Reply, ToolUse
 
 if TYPE_CHECKING:
     from conftest import RunningScriptedModel

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clawrap._json_fences import JsonFenceStripper
+from clawrap.protocol._json_fences import JsonFenceStripper
 
 
 def strip(parts: Iterable[str]) -> str:

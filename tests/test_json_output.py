@@ -9,17 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clawrap._errors import ClawrapError
-from clawrap._events import Finished, TextDelta
-from clawrap._json_output import (
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Finished, TextDelta
+from clawrap.core._request import CompletionRequest, ResponseFormat
+from clawrap.protocol._json_output import (
     MESSAGE_LIMIT,
     JsonOutputCheck,
     check_response_format,
     output_problem,
     schema_problem,
 )
-from clawrap._output_pipeline import OutputPipeline
-from clawrap._request import CompletionRequest, ResponseFormat
+from clawrap.protocol._output_pipeline import OutputPipeline
 
 PERSON = {
     "type": "object",

@@ -7,9 +7,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from clawrap._auth import AuthInfo
-from clawrap._config import Settings
-from clawrap._landing import render_landing
+from clawrap.core._auth import AuthInfo
+from clawrap.core._config import Settings
+from clawrap.http._landing import render_landing
 
 HOSTILE = '<script>alert("x")</script><img src=https://evil.example/x.png>'
 LOGGED_IN = AuthInfo("cli_login", True, "Claude Code login (~/.claude/.credentials.json)")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._mcp_registry import McpConfigError, McpRegistry
+from clawrap.agent._mcp_registry import McpConfigError, McpRegistry
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
 
 SECRET = "s3cr3t-token-value"
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import trio
 
-from clawrap import _mock_upstream
-from clawrap._mock_upstream import mock_upstream_main, serve_mock_upstream
-from clawrap._scripted_model import Reply, ScriptedModel, ToolUse
+from clawrap.scripted import _mock_upstream
+from clawrap.scripted._mock_upstream import mock_upstream_main, serve_mock_upstream
+from clawrap.scripted._model import Reply, ScriptedModel, ToolUse
 from tests.procs import claude_children
 
 if TYPE_CHECKING:
@@ -321,7 +321,7 @@ async def test_a_stalled_json_reply_does_not_block_shutdown() -> None:
 
 
 STANDALONE = (
-    "import sys; from clawrap._mock_upstream import mock_upstream_main as main; "
+    "import sys; from clawrap.scripted._mock_upstream import mock_upstream_main as main; "
     "sys.exit(main(sys.argv[1:]))"
 )
 REPO = Path(__file__).resolve().parent.parent

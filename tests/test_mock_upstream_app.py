@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import trio
 
-from clawrap._mock_upstream import MockUpstreamApp
-from clawrap._scripted_model import Reply, ScriptedModel
+from clawrap.scripted._mock_upstream import MockUpstreamApp
+from clawrap.scripted._model import Reply, ScriptedModel
 
 Message = dict[str, Any]
 

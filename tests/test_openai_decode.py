@@ -9,11 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._openai_decode import ChatWireOptions
-from clawrap._openai_dialect import decode_chat_request
-from clawrap._request import (
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._request import (
     CompletionRequest,
     DocumentPart,
     ImagePart,
@@ -23,6 +21,8 @@ from clawrap._request import (
     ToolResultPart,
     ToolUsePart,
 )
+from clawrap.protocol.openai._decode import ChatWireOptions
+from clawrap.protocol.openai._dialect import decode_chat_request
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image").decode()
 PDF = base64.b64encode(b"%PDF-1.4 fake document").decode()

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError, ErrorKind
-from clawrap._events import (
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError, ErrorKind
+from clawrap.core._events import (
     AgentProgress,
     Event,
     Finished,
@@ -29,9 +29,9 @@ from clawrap._events import (
     ToolCallStart,
     Usage,
 )
-from clawrap._openai_decode import ChatWireOptions
-from clawrap._openai_dialect import OpenAIChatDialect
-from clawrap._openai_encode import ChatCollector, ChatStreamEncoder, error_body
+from clawrap.protocol.openai._decode import ChatWireOptions
+from clawrap.protocol.openai._dialect import OpenAIChatDialect
+from clawrap.protocol.openai._encode import ChatCollector, ChatStreamEncoder, error_body
 
 USAGE = Usage(
     input_tokens=10, output_tokens=5, cache_read_input_tokens=100, cache_creation_input_tokens=3

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clawrap._events import (
+from clawrap.core._events import (
     AgentProgress,
     Event,
     Finished,
@@ -19,7 +19,7 @@ from clawrap._events import (
     ToolCallStart,
     Usage,
 )
-from clawrap._output_limits import OutputLimiter, count_tokens, word_cost
+from clawrap.protocol._output_limits import OutputLimiter, count_tokens, word_cost
 
 USAGE = Usage(input_tokens=3, output_tokens=4)
 

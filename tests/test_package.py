@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import clawrap
-from clawrap._app import create_app
-from clawrap._server import serve
+from clawrap.cli._server import serve
+from clawrap.http._app import create_app
 
 
 def test_the_public_names_are_the_modules_own() -> None:
@@ -19,7 +19,10 @@ def test_the_public_names_are_the_modules_own() -> None:
 
 
 def test_importing_the_package_leaves_the_server_unloaded() -> None:
-    code = "import clawrap, sys; print(sorted({'clawrap._server', 'hypercorn'} & set(sys.modules)))"
+    code = (
+        "import clawrap, sys; "
+        "print(sorted({'clawrap.cli._server', 'hypercorn'} & set(sys.modules)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

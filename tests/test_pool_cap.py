@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from clawrap._claude_backend import ClaudeBackend, open_claude_backend
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._events import Event, TextDelta
-from clawrap._scripted_model import Reply
+from clawrap.claude._backend import ClaudeBackend, open_claude_backend
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Event, TextDelta
+from clawrap.scripted._model import Reply
 from tests.procs import claude_children
 from tests.test_processes import ask
 

@@ -17,12 +17,12 @@ import pytest
 import trio
 from procs import claude_children
 
-from clawrap._cli_process import CliProcess, spawn_process
-from clawrap._config import Settings
-from clawrap._request import CompletionRequest, TextPart, Turn
-from clawrap._scripted_model import RecordedRequest, Reply
-from clawrap._sdk_options import OptionsBuilder, SpawnSpec
-from clawrap._transcript import plan_history
+from clawrap.claude._cli_process import CliProcess, spawn_process
+from clawrap.claude._sdk_options import OptionsBuilder, SpawnSpec
+from clawrap.claude._transcript import plan_history
+from clawrap.core._config import Settings
+from clawrap.core._request import CompletionRequest, TextPart, Turn
+from clawrap.scripted._model import RecordedRequest, Reply
 
 if TYPE_CHECKING:
     from conftest import RunningScriptedModel

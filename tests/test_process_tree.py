@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import trio
 
-from clawrap._process_tree import (
+from clawrap.claude.pool._process_tree import (
     cli_pid,
     descendants,
     is_alive,

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from clawrap import _claude_backend
-from clawrap._claude_backend import ClaudeBackend, open_claude_backend
-from clawrap._config import Settings
-from clawrap._events import Event, Finished, TextDelta
-from clawrap._processes import CliProcess, ProcessPool
-from clawrap._request import CompletionRequest, TextPart, Turn
-from clawrap._scripted_model import RecordedRequest, Reply
+from clawrap.claude import _backend as _claude_backend
+from clawrap.claude._backend import ClaudeBackend, open_claude_backend
+from clawrap.claude.pool._pool import CliProcess, ProcessPool
+from clawrap.core._config import Settings
+from clawrap.core._events import Event, Finished, TextDelta
+from clawrap.core._request import CompletionRequest, TextPart, Turn
+from clawrap.scripted._model import RecordedRequest, Reply
 from tests.procs import claude_children
 from tests.test_claude_backend import deferring_tools, last_user_text
 

@@ -11,7 +11,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clawrap._scripted_model import (
+from clawrap.scripted._model import (
     RecordedRequest,
     Reply,
     ScriptedModel,

@@ -19,13 +19,13 @@ from claude_agent_sdk import (
     TextBlock,
 )
 
-from clawrap._errors import ClawrapError
-from clawrap._sdk_errors import (
+from clawrap.claude._sdk_errors import (
     error_for_status,
     error_from_assistant,
     error_from_result,
     map_exceptions,
 )
+from clawrap.core._errors import ClawrapError
 
 SECRET = "/home/someone/.secret sk-ant-XYZ 127.0.0.1:8766"
 

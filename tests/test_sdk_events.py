@@ -19,9 +19,10 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import Message
 
-from clawrap._client_tools import ClientTools
-from clawrap._errors import ClawrapError
-from clawrap._events import (
+from clawrap.claude._client_tools import ClientTools
+from clawrap.claude._sdk_events import TurnTranslator, usage_from_result
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import (
     Event,
     Finished,
     ReasoningDelta,
@@ -31,7 +32,6 @@ from clawrap._events import (
     ToolCallStart,
     Usage,
 )
-from clawrap._sdk_events import TurnTranslator, usage_from_result
 
 
 def se(event: dict[str, Any], parent: str | None = None) -> StreamEvent:

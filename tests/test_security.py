@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from clawrap._config import Settings
-from clawrap._security import (
+from clawrap.core._config import Settings
+from clawrap.http._security import (
     check_api_key,
     check_host,
     check_origin,

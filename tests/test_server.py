@@ -15,12 +15,12 @@ import openai
 import pytest
 import trio
 from procs import claude_children
+from scripted_backend import ScriptedBackend
 
-import clawrap._exchange as exchange
-from clawrap._config import Settings
-from clawrap._events import Finished, TextDelta, Usage
-from clawrap._scripted_backend import ScriptedBackend
-from clawrap._server import banner, hypercorn_config, offline_cli_env, serve
+import clawrap.http._exchange as exchange
+from clawrap.cli._server import banner, hypercorn_config, offline_cli_env, serve
+from clawrap.core._config import Settings
+from clawrap.core._events import Finished, TextDelta, Usage
 
 HELLO = [TextDelta("Hello"), TextDelta(" there"), Usage(5, 2), Finished("end_turn")]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from clawrap._request import TextPart, Turn
-from clawrap._sessions import SessionStore
-from clawrap._workdir import SessionDirs
+from clawrap.agent._workdir import SessionDirs
+from clawrap.core._request import TextPart, Turn
+from clawrap.sessions._store import SessionStore
 
 
 class FakeClock:

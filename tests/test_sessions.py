@@ -12,10 +12,11 @@ import pytest
 import trio
 import trio.testing
 
-from clawrap._config import Settings
-from clawrap._errors import ClawrapError
-from clawrap._events import Usage
-from clawrap._request import (
+from clawrap.claude._transcript import split_history
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Usage
+from clawrap.core._request import (
     CompletionRequest,
     ImagePart,
     TextPart,
@@ -24,8 +25,8 @@ from clawrap._request import (
     ToolUsePart,
     Turn,
 )
-from clawrap._session_routes import session_route
-from clawrap._sessions import (
+from clawrap.http._session_routes import session_route
+from clawrap.sessions._store import (
     SessionLocks,
     SessionStore,
     SessionStoreError,
@@ -33,7 +34,6 @@ from clawrap._sessions import (
     run_expiry,
     session_db_path,
 )
-from clawrap._transcript import split_history
 
 
 class FakeClock:

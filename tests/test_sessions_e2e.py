@@ -29,8 +29,8 @@ from e2e import (
     wait_until,
 )
 
-from clawrap._config import Settings
-from clawrap._scripted_model import RecordedRequest
+from clawrap.core._config import Settings
+from clawrap.scripted._model import RecordedRequest
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
 

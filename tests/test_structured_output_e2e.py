@@ -17,7 +17,7 @@ import trio
 from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap, in_thread, sse_data
 from pydantic import BaseModel
 
-from clawrap._scripted_model import Reply
+from clawrap.scripted._model import Reply
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
 

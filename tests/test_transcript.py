@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from clawrap._errors import ClawrapError
-from clawrap._request import (
+from clawrap.claude._transcript import (
+    LEADING_USER_TEXT,
+    RESUME_ENV,
+    plan_history,
+    project_key,
+    split_history,
+    to_messages,
+    transcript_entries,
+)
+from clawrap.core._errors import ClawrapError
+from clawrap.core._request import (
     CompletionRequest,
     DocumentPart,
     ImagePart,
@@ -24,15 +33,6 @@ from clawrap._request import (
     ToolSpec,
     ToolUsePart,
     Turn,
-)
-from clawrap._transcript import (
-    LEADING_USER_TEXT,
-    RESUME_ENV,
-    plan_history,
-    project_key,
-    split_history,
-    to_messages,
-    transcript_entries,
 )
 
 WEATHER = ToolSpec("get_weather", "Weather", {"type": "object", "properties": {}})

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from clawrap._config import Settings
-from clawrap._sdk_options import SpawnKey, SpawnSpec
-from clawrap._warm_policy import PEAK_WINDOW, WarmPolicy
+from clawrap.claude._sdk_options import SpawnKey, SpawnSpec
+from clawrap.claude.pool._warm_policy import PEAK_WINDOW, WarmPolicy
+from clawrap.core._config import Settings
 
 DEFAULT = SpawnSpec(SpawnKey("You are a helpful assistant."), model="sonnet")
 IDE = SpawnSpec(SpawnKey("You are an IDE assistant."), model="sonnet")

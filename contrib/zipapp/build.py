@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "zipapp"
 DEFAULT_OUTPUT = ROOT / "dist" / "clawrap.pyz"
-ENTRY_POINT = "clawrap._cli:main"
+ENTRY_POINT = "clawrap.cli._main:main"
 SHIV_REQUIREMENT = "shiv>=1.0.5"
 
 _started = time.monotonic()

@@ -1,0 +1,233 @@
+"""Agent-mode runs: Claude Code with its own tools, one fresh CLI process per run, fenced.
+
+A run gets its working directory (:func:`~clawrap.agent._workdir.resolve_cwd`: the
+requested one inside an agent root, else the session's private temporary one
+(:class:`~clawrap.agent._workdir.SessionDirs`), else one of its own), a CLI process
+spawned for it alone (its cwd, tools, approvals, permission mode and MCP
+servers are fixed at spawn and differ per request, so it never joins the warm
+pool), and streams text and :class:`~clawrap.core._events.AgentProgress` across
+every model turn until the CLI's ResultMessage.
+
+However the run ends (done, halted, failed, client gone, deadline), the
+process is stopped in the order that leaves nothing behind (measured: killing
+the CLI first orphans its Bash commands, which are in process groups of their
+own): read the CLI's pid while it is connected, interrupt the turn (the CLI
+then stops its tools itself), stop whatever descendants are still there
+(:func:`~clawrap.claude.pool._process_tree.stop_descendants`: freeze, SIGTERM, SIGKILL),
+then end the CLI (SIGTERM, SIGKILL after a moment) and disconnect, all under a
+shield. A temporary directory goes last.
+
+The runner also remembers what the CLI reported at start (``system/init``):
+its tool list, for ``GET /v1/tools``, and each MCP server's status, recorded
+in the :class:`~clawrap.agent._mcp_registry.McpRegistry`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from clawrap.agent._mcp_registry import McpRegistry
+from clawrap.agent._tools import tools_body
+from clawrap.agent._workdir import SessionDirs, WorkDir, resolve_cwd
+from clawrap.claude._client_tools import build_client_tools
+from clawrap.claude._sdk_errors import map_exceptions
+from clawrap.claude._sdk_events import TurnTranslator
+from clawrap.claude._sdk_options import OptionsBuilder
+from clawrap.claude._transcript import plan_history
+from clawrap.claude._turn_pump import pump_turn
+from clawrap.claude.pool._pool import CliProcess, spawn_process
+from clawrap.claude.pool._process_tree import cli_pid, stop_descendants, terminate_tree
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.core._events import Event, Finished
+from clawrap.core._request import AgentOptions, CompletionRequest
+
+log = logging.getLogger("clawrap.agent")
+
+HALT_GRACE = 2.0  # after halt, how long to wait for the run's usage
+INTERRUPT_LIMIT = 0.5  # the CLI acknowledges an interrupt in well under this
+TREE_GRACE = 0.5  # SIGTERM to SIGKILL for the run's leftover processes
+CLI_GRACE = 0.2  # SIGTERM to SIGKILL for the CLI itself, once its children are gone
+
+
+class AgentRunner:
+    """Runs agent-mode requests for a backend (its options builder and config dir)."""
+
+    def __init__(
+        self, settings: Settings, options: OptionsBuilder, config_dir: Path, mcp: McpRegistry
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.config_dir = config_dir
+        self.mcp = mcp
+        self.runs = 0
+        self._active: set[CliProcess] = set()
+        self._builtin: tuple[str, ...] | None = None  # as reported by a default-tools run
+        self._mcp_tools: dict[str, list[str]] = {}  # server -> tools reported for it
+        self.session_dirs = SessionDirs()
+
+    def status(self) -> dict[str, Any]:
+        return {"agent_runs": self.runs, "agent_active": len(self._active)}
+
+    def pids(self) -> set[int]:
+        """Pids of the CLI processes of runs in progress."""
+        return {p.pid for p in self._active if p.pid is not None}
+
+    def tools(self) -> dict[str, Any]:
+        """The body of ``GET /v1/tools``."""
+        return tools_body(self.settings, self._builtin, self._mcp_tools)
+
+    async def run(
+        self,
+        request: CompletionRequest,
+        events: trio.MemorySendChannel[Event],
+        halt: trio.Event,
+    ) -> None:
+        """Run ``request`` (``request.agent`` set). Raises ClawrapError on failure."""
+        agent = request.agent
+        assert agent is not None
+        session = request.session_id if agent.cwd is None else None
+        workdir = self._workdir(request, session)
+        try:
+            tools = build_client_tools(request)
+            plan = plan_history(request, self.config_dir, str(workdir.path))
+            try:
+                spec = self.options.agent_spec(
+                    request, workdir.path, self.mcp, tools, plan.resume, plan.env
+                )
+                content = plan.prompt.get("content") if plan.prompt is not None else None
+                if plan.prompt is not None and not isinstance(content, str | list):
+                    raise ClawrapError(
+                        "invalid_request", "The message has no content.", param="messages"
+                    )
+                proc = await spawn_process(spec, start_timeout=self.settings.cli_start_timeout)
+                self.runs += 1
+                self._active.add(proc)
+                translator = TurnTranslator(tools, agent=True, cwd=str(workdir.path))
+                try:
+                    await self._drive(proc, content, translator, events, halt)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._stop(proc)
+                    self._active.discard(proc)
+                    self._learn(translator.init, agent)
+            finally:
+                plan.cleanup()
+        finally:
+            if session is not None:
+                self.session_dirs.release(session)
+            workdir.cleanup()
+
+    def sessions_removed(self, session_ids: list[str]) -> None:
+        """Sessions were deleted or expired: their working directories go too."""
+        self.session_dirs.forget(session_ids)
+
+    async def aclose(self) -> None:
+        """Stop every run's process (their requests normally do it themselves)."""
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for proc in list(self._active):
+                    nursery.start_soon(self._stop, proc)
+            self._active.clear()
+        self.session_dirs.close()
+
+    def _workdir(self, request: CompletionRequest, session: str | None) -> WorkDir:
+        if session is not None:
+            # No directory named: the session's own, so a later turn finds what this one wrote.
+            return self.session_dirs.acquire(session)
+        assert request.agent is not None
+        # Checked again at the start: the directory may have changed since the request was read.
+        return resolve_cwd(request.agent.cwd, self.settings)
+
+    # -- one run
+
+    async def _drive(
+        self,
+        proc: CliProcess,
+        content: str | list[Any] | None,
+        translator: TurnTranslator,
+        events: trio.MemorySendChannel[Event],
+        halt: trio.Event,
+    ) -> None:
+        if content is None:
+            proc.in_turn = True  # a resumed conversation ending on tool results carries on
+        else:
+            with map_exceptions("run"):
+                await proc.send(content)
+        error: ClawrapError | None = None
+        reader = trio.CancelScope()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_halt, halt, proc, reader)
+            try:
+                with reader:
+                    await pump_turn(proc, translator, events, halt, reader)
+            except ClawrapError as exc:
+                error = exc  # raised outside the nursery, so callers see it unwrapped
+            finally:
+                nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        if not translator.done and translator.tool_calls and not halt.is_set():
+            await events.send(Finished("tool_calls"))
+
+    async def _watch_halt(
+        self, halt: trio.Event, proc: CliProcess, reader: trio.CancelScope
+    ) -> None:
+        await halt.wait()
+        reader.deadline = min(reader.deadline, trio.current_time() + HALT_GRACE)
+        with trio.move_on_after(INTERRUPT_LIMIT):
+            try:
+                await proc.interrupt()
+            except Exception:
+                log.debug("interrupt after halt failed", exc_info=True)
+
+    async def _stop(self, proc: CliProcess) -> None:
+        """End ``proc`` and everything it started. Call under a shield; never raises."""
+        pid = cli_pid(proc.client) or proc.pid  # read while the client is still connected
+        if proc.in_turn and proc.alive:
+            with trio.move_on_after(INTERRUPT_LIMIT):
+                try:
+                    await proc.interrupt()
+                except Exception:
+                    log.debug("interrupting agent CLI process %s failed", pid, exc_info=True)
+        if pid is not None:
+            try:
+                left = await stop_descendants(pid, TREE_GRACE)
+            except Exception:
+                log.warning("stopping the processes of agent run %s failed", pid, exc_info=True)
+            else:
+                if left:
+                    log.info("stopped %d process(es) left by agent CLI %s", len(left), pid)
+            # Its children are gone and it is never reused: end the CLI itself now. Left to
+            # exit on stdin EOF or SIGTERM it sometimes takes ~1.5 s (measured), which would
+            # hold the end of the response and a dropped client's run that long.
+            try:
+                await terminate_tree([pid], CLI_GRACE)
+            except Exception:
+                log.warning("stopping agent CLI process %s failed", pid, exc_info=True)
+        await proc.close()
+
+    def _learn(self, init: dict[str, Any] | None, agent: AgentOptions) -> None:
+        """Keep what the CLI reported at start: MCP statuses, and its tool list."""
+        if init is None:
+            return
+        self.mcp.record_status(init.get("mcp_servers"))
+        reported = init.get("tools")
+        if not isinstance(reported, list):
+            return
+        names = [t for t in reported if isinstance(t, str)]
+        for server in self.mcp.names():
+            prefix = f"mcp__{server}__"
+            found = [t for t in names if t.startswith(prefix)]
+            if found:
+                self._mcp_tools[server] = sorted(found)
+        if not agent.allowed_tools and not agent.disallowed_tools:
+            # Only a run offered the default set says what that set really is.
+            self._builtin = tuple(t for t in names if not t.startswith("mcp__"))
+
+
+__all__ = ["AgentRunner"]

@@ -1,0 +1,273 @@
+"""A CompletionRequest turned into the ``ClaudeAgentOptions`` a CLI process is spawned with.
+
+Everything the CLI fixes at spawn (system prompt, tool set, MCP servers, cwd,
+permission mode, thinking, effort, environment, resume) goes into a
+:class:`SpawnKey`; processes with equal keys are interchangeable once their
+conversation is cleared. The model is not part of the key: a live process
+switches models with ``set_model``.
+
+The options keep the CLI lean and inert: no built-in tools, no settings files,
+no project MCP servers, a plain-string system prompt (anything else is
+silently dropped by the SDK), one model turn per completion, thinking off
+unless asked for, and a neutral empty working directory.
+
+Agent mode (:meth:`OptionsBuilder.agent_spec`) is the exception: Claude Code's
+own system prompt (the request's system text appended), the tools, approvals,
+permission mode, MCP servers and working directory of
+:func:`~clawrap.agent._mode.agent_sdk_options`, and as many model turns as
+the request allows. Settings files and project MCP servers stay off: the
+fence is the CLI's own permission check, and a user's allow-rules would widen it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from claude_agent_sdk import ClaudeAgentOptions
+
+from clawrap.agent._mcp_registry import McpRegistry
+from clawrap.agent._mode import agent_sdk_options
+from clawrap.claude._client_tools import ClientTools
+from clawrap.core._config import Settings
+from clawrap.core._errors import invalid_request
+from clawrap.core._request import CompletionRequest, ResponseFormat
+from clawrap.protocol._json_output import check_response_format
+
+log = logging.getLogger("clawrap.cli")
+
+# Used when a request has no system text, so the CLI's agent prompt is never sent.
+NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
+
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnKey:
+    """What a CLI process is fixed to at spawn, apart from ``resume``.
+
+    A process spawned with ``resume`` is keyed without it: once its turn is
+    over and its conversation cleared, it is as good as any other with this key.
+    """
+
+    system_prompt: str
+    tools_signature: str = ""
+    thinking_budget: int | None = None
+    effort: str | None = None
+    permission_mode: str | None = None
+    cwd: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnSpec:
+    """How to spawn (or pick) a process for one request."""
+
+    key: SpawnKey
+    model: str
+    resume: str | None = None
+    tools: ClientTools | None = field(default=None, compare=False)
+    cli_path: str | None = None
+    # Read by the CLI only while it starts (e.g. to continue a resumed turn), so
+    # like ``resume`` it does not make a process different once reset.
+    extra_env: tuple[tuple[str, str], ...] = ()
+    # Agent mode: the keyword arguments of agent_sdk_options. Agent processes are
+    # spawned for one run and never pooled, so this is not part of the key.
+    agent: dict[str, Any] | None = field(default=None, compare=False)
+    # With ``resume``: the uuids of the transcript's first message and last user
+    # message, where a reset of the process rewinds to.
+    history_anchors: tuple[str, str] | None = field(default=None, compare=False)
+
+    def options(self) -> ClaudeAgentOptions:
+        """Fresh ``ClaudeAgentOptions`` for spawning a process of this spec."""
+        key = self.key
+        thinking: dict[str, Any] = (
+            {"type": "enabled", "budget_tokens": key.thinking_budget}
+            if key.thinking_budget is not None
+            else {"type": "disabled"}
+        )
+        tools = self.tools
+        mcp_servers: dict[str, Any] = dict(tools.mcp_servers) if tools else {}
+        allowed = list(tools.allowed_tools) if tools else []
+        system_prompt: Any = key.system_prompt
+        # Chat processes keep no transcript on disk: a pooled process serves thousands of
+        # requests, whose text would otherwise pile up under the CLI's config directory
+        # (~8 KB each, never removed). Their history is clawrap's to keep, not the CLI's.
+        agent: dict[str, Any] = {
+            "tools": [],
+            "max_turns": 1,
+            "extra_args": {"no-session-persistence": None},
+        }
+        if self.agent is not None:
+            # Claude Code itself: its own prompt, tools and fence, the client's tools beside.
+            system_prompt = {"type": "preset", "preset": "claude_code"}
+            if key.system_prompt:
+                system_prompt["append"] = key.system_prompt
+            mcp_servers = dict(self.agent["mcp_servers"]) | mcp_servers
+            allowed = list(self.agent["allowed_tools"]) + allowed
+            agent = {
+                "tools": list(self.agent["tools"]),
+                "disallowed_tools": list(self.agent["disallowed_tools"]),
+                "max_turns": self.agent.get("max_turns"),
+            }
+        return ClaudeAgentOptions(
+            setting_sources=[],
+            strict_mcp_config=True,
+            system_prompt=system_prompt,
+            include_partial_messages=True,
+            model=self.model,
+            thinking=thinking,  # type: ignore[arg-type]
+            effort=key.effort,  # type: ignore[arg-type]
+            cwd=key.cwd,
+            env=dict(key.env) | dict(self.extra_env),
+            cli_path=self.cli_path,
+            resume=self.resume,
+            # The CLI continues in a new session file, so ours can go right after spawn.
+            fork_session=self.resume is not None,
+            permission_mode=key.permission_mode,  # type: ignore[arg-type]
+            mcp_servers=mcp_servers,
+            allowed_tools=allowed,
+            hooks=dict(tools.hooks) if tools and tools.hooks else None,  # type: ignore[arg-type]
+            stderr=_log_stderr,
+            **agent,
+        )
+
+    def without_resume(self) -> SpawnSpec:
+        return replace(self, resume=None, extra_env=(), history_anchors=None)
+
+
+def _log_stderr(line: str) -> None:
+    log.debug("cli stderr: %s", line.rstrip())
+
+
+def cli_environment(settings: Settings, cli_env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment added to the server's for every CLI process."""
+    env = dict(cli_env or {})
+    # One upstream call per completion: no title generation, no telemetry.
+    env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.upstream_retries)
+    if settings.config_dir:
+        env["CLAUDE_CONFIG_DIR"] = settings.config_dir
+    return env
+
+
+def response_format_instruction(response_format: ResponseFormat | None) -> str:
+    """The system prompt's instruction standing in for ``response_format`` ("" for text).
+
+    The CLI has no plain-text form of it, and without it the model never hears of the
+    format: the reply is only checked (and stripped of fences) on the way out.
+    """
+    if response_format is None:
+        return ""
+    rule = "Answer with a single JSON object and nothing else: no prose, no Markdown fences."
+    if response_format.kind == "json_object" or response_format.schema is None:
+        return rule
+    # sort_keys: the same schema always gives the same prompt, so processes stay reusable.
+    schema = json.dumps(response_format.schema, ensure_ascii=False, sort_keys=True)
+    named = f" ({response_format.name})" if response_format.name else ""
+    return f"{rule} It must conform to this JSON schema{named}:\n{schema}"
+
+
+class OptionsBuilder:
+    """Builds spawn specs for one backend (its settings, environment and cwd)."""
+
+    def __init__(self, settings: Settings, cli_env: Mapping[str, str] | None, cwd: str) -> None:
+        self.settings = settings
+        self.cwd = cwd
+        self.env = cli_environment(settings, cli_env)
+        self._env_items = tuple(sorted(self.env.items()))
+
+    def default_spec(self) -> SpawnSpec:
+        """The spec of a request with no system text, no tools and default settings."""
+        return SpawnSpec(
+            SpawnKey(NEUTRAL_SYSTEM_PROMPT, cwd=self.cwd, env=self._env_items),
+            model=self.settings.default_model,
+            cli_path=self.settings.cli_path,
+        )
+
+    def agent_spec(
+        self,
+        request: CompletionRequest,
+        cwd: Path,
+        mcp: McpRegistry,
+        tools: ClientTools | None = None,
+        resume: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> SpawnSpec:
+        """The spec of an agent-mode request (``request.agent`` set) working in ``cwd``."""
+        assert request.agent is not None
+        agent = agent_sdk_options(request.agent, cwd, mcp)
+        if agent["permission_mode"] == "bypassPermissions" and os.geteuid() == 0:
+            # The CLI refuses bypassPermissions as root unless told it runs in a sandbox
+            # (it exits at start, measured). The operator allowed bypass
+            # (agent_allow_bypass) and chose to run as root: say so, for these runs only.
+            extra_env = dict(extra_env or {}) | {"IS_SANDBOX": "1"}
+        base = self.spec(request, tools, resume, extra_env)
+        system = request.system or ""
+        suffix = getattr(tools, "system_suffix", "") if tools else ""
+        if suffix:
+            system = f"{system}\n\n{suffix}" if system else suffix
+        key = replace(
+            base.key,
+            system_prompt=system,
+            permission_mode=agent["permission_mode"],
+            cwd=agent["cwd"],
+        )
+        return replace(base, key=key, agent=agent)
+
+    def spec(
+        self,
+        request: CompletionRequest,
+        tools: ClientTools | None = None,
+        resume: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> SpawnSpec:
+        if request.effort is not None and request.effort not in EFFORT_LEVELS:
+            raise invalid_request(
+                f"Unknown effort {request.effort!r}; use one of {', '.join(EFFORT_LEVELS)}.",
+                param="reasoning_effort",
+            )
+        budget = request.thinking_budget
+        if budget is not None and (isinstance(budget, bool) or budget < 1):
+            raise invalid_request("The thinking budget must be a positive number of tokens.")
+        # Before a process is taken: a schema the answer cannot be checked against is a 400.
+        check_response_format(request.response_format)
+        system = request.system if request.system else NEUTRAL_SYSTEM_PROMPT
+        suffix = getattr(tools, "system_suffix", "") if tools else ""
+        if suffix:
+            # Instructions standing in for tool_choice; part of the tools' signature.
+            system = f"{system}\n\n{suffix}"
+        instruction = response_format_instruction(request.response_format)
+        if instruction:
+            system = f"{system}\n\n{instruction}"
+        key = SpawnKey(
+            system_prompt=system,
+            tools_signature=tools.signature if tools else "",
+            thinking_budget=budget,
+            effort=request.effort,
+            cwd=self.cwd,
+            env=self._env_items,
+        )
+        return SpawnSpec(
+            key,
+            request.model,
+            resume=resume,
+            tools=tools,
+            cli_path=self.settings.cli_path,
+            extra_env=tuple(sorted((extra_env or {}).items())),
+        )
+
+
+__all__ = [
+    "NEUTRAL_SYSTEM_PROMPT",
+    "OptionsBuilder",
+    "SpawnKey",
+    "SpawnSpec",
+    "cli_environment",
+    "response_format_instruction",
+]

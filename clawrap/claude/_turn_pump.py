@@ -1,0 +1,65 @@
+"""Relay one CLI turn: SDK messages in, internal events out, until the turn is done.
+
+Plain completions and agent runs read a turn the same way, so they share this
+loop: translate each message, forward content until ``halt`` (after which only
+the usage is wanted), interrupt when the CLI would go on past a ``max_tokens``
+stop, and cut the wait short once the model has finished asking for client tools
+(the deferring hook ends the run at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from clawrap.claude._cli_process import CliProcess
+from clawrap.claude._sdk_errors import map_exceptions
+from clawrap.claude._sdk_events import TurnTranslator
+from clawrap.core._events import Event
+
+TOOL_GRACE = 10.0  # after the model asked for client tools, how long until the run ends
+
+
+async def pump_turn(
+    proc: CliProcess,
+    translator: TurnTranslator,
+    events: trio.MemorySendChannel[Event],
+    halt: trio.Event,
+    reader: trio.CancelScope,
+    on_event: Callable[[Event], None] | None = None,
+) -> None:
+    """Forward the turn's events; ``on_event`` sees each one the client is sent."""
+    tool_deadline_set = interrupted = False
+    while True:
+        with map_exceptions("run"):
+            message = await proc.receive()
+        if message is None:
+            raise translator.unfinished_error()
+        out = translator.feed(message)
+        if halt.is_set():
+            # Content after halt is discarded by the caller; only usage matters.
+            if translator.done:
+                await events.send(translator.usage_event())
+                return
+            continue
+        for event in out:
+            await events.send(event)
+            if on_event is not None:
+                on_event(event)
+        if translator.done:
+            return
+        if translator.needs_interrupt and not interrupted:
+            interrupted = True
+            with map_exceptions("run"):
+                await proc.interrupt()
+        if (
+            not tool_deadline_set
+            and translator.tool_calls
+            and translator.upstream_stop_reason == "tool_use"
+        ):
+            tool_deadline_set = True
+            reader.deadline = min(reader.deadline, trio.current_time() + TOOL_GRACE)
+
+
+__all__ = ["TOOL_GRACE", "pump_turn"]

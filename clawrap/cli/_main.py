@@ -1,0 +1,200 @@
+"""The command line: ``clawrap serve | login | mock-upstream | doctor``, and ``--version``.
+
+``serve`` has one flag per setting (``--max-concurrency``, ``--offline``, ...),
+generated from :class:`~clawrap.core._config.Settings`. A flag overrides the
+``CLAWRAP_*`` variable of the same name, which overrides the default. Lists
+(``--cors-origins``) are comma-separated, like their variables. With no
+command, ``serve`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, get_type_hints
+
+from clawrap._version import __version__
+from clawrap.core._config import Settings, _parse
+
+HELP: dict[str, str] = {
+    "host": "address to listen on (default 127.0.0.1: this machine only)",
+    "port": "port to listen on (default 8000; 0 picks a free one)",
+    "api_key": "require this key from clients (Authorization: Bearer or x-api-key)",
+    "offline": "answer from a scripted model on loopback; no Claude account is used",
+    "log_format": "text or json (one JSON object per line)",
+    "max_concurrency": "most completions running at once (default 4)",
+    "allowed_hosts": "extra Host names to answer to, comma-separated (DNS rebinding guard)",
+    "cors_origins": "web origins allowed to call the server, comma-separated",
+    "request_timeout": "seconds a whole request may take (default 600)",
+    "idle_timeout": "seconds without output before a request fails (default 120)",
+    "queue_timeout": "seconds to wait for a free run slot before 429 (default 60)",
+    "default_model": "model used when a request names none (default sonnet)",
+}
+
+DELEGATED = ("mock-upstream", "doctor", "login")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    hints = get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        env = "CLAWRAP_" + f.name.upper()
+        text = HELP.get(f.name, "")
+        text = f"{text} [{env}]" if text else f"[{env}]"
+        hint = hints[f.name]
+        if hint is bool:
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
+                type=_converter(f.name, hint),
+                help=text,
+            )
+
+
+def _converter(name: str, hint: Any) -> Any:
+    def convert(raw: str) -> Any:
+        try:
+            return _parse(name, hint, raw)
+        except SystemExit:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a valid value") from None
+
+    convert.__name__ = name  # argparse names the type in its error messages
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clawrap",
+        description="Claude Code behind the OpenAI and Anthropic APIs.",
+    )
+    parser.add_argument("--version", action="version", version=f"clawrap {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the server (the default)")
+    _add_setting_flags(serve)
+    commands.add_parser(
+        "mock-upstream", help="serve the scripted model (for tests)", add_help=False
+    )
+    commands.add_parser("doctor", help="check the installation and print fixes", add_help=False)
+    commands.add_parser(
+        "login", help="sign in to Claude with the Claude Code CLI clawrap uses", add_help=False
+    )
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
+    return Settings.from_env(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in DELEGATED:
+        return _delegate(args_list[0], args_list[1:])
+    if not args_list or (
+        args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "serve")
+    args = build_parser().parse_args(args_list)
+    return _serve(settings_from_args(args))
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    if command == "mock-upstream":
+        from clawrap.scripted._mock_upstream import mock_upstream_main
+
+        return mock_upstream_main(argv)
+    if command == "login":
+        return _login(argv)
+    from clawrap.cli._doctor import doctor_main
+
+    return doctor_main(argv)
+
+
+def _login(argv: list[str]) -> int:
+    """``claude auth login`` with the very CLI the server will run (often the bundled one,
+    which is not on PATH), so the login lands where the server looks for it."""
+    import subprocess
+
+    from clawrap.core._auth import cli_info
+
+    settings = Settings.from_env()
+    cli = cli_info(settings, run=False)
+    if cli.path is None:
+        print("clawrap: no Claude Code CLI found; set CLAWRAP_CLI_PATH", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    if settings.config_dir:
+        env["CLAUDE_CONFIG_DIR"] = settings.config_dir
+    return subprocess.call([str(cli.path), "auth", "login", *argv], env=env)
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    """Values the server cannot run with, in words (flags and variables alike)."""
+    problems = []
+    if settings.log_format not in ("text", "json"):
+        problems.append(f"log format {settings.log_format!r}: use text or json")
+    if not 0 <= settings.port <= 65535:
+        problems.append(f"port {settings.port}: use 0-65535")
+    if settings.max_concurrency < 1:
+        problems.append("max concurrency must be at least 1")
+    if settings.max_body_bytes < 1:
+        problems.append("max body bytes must be at least 1")
+    for name in ("request_timeout", "idle_timeout", "queue_timeout"):
+        if getattr(settings, name) <= 0:
+            problems.append(f"{name.replace('_', ' ')} must be more than 0 seconds")
+    return problems
+
+
+def _serve(settings: Settings) -> int:
+    from clawrap.cli._server import run
+    from clawrap.http._request_log import configure_logging
+
+    problems = settings_problems(settings)
+    if problems:
+        for problem in problems:
+            print(f"clawrap: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        return run(settings)
+    except KeyboardInterrupt:
+        return 130
+    except BaseExceptionGroup as group:
+        error = _os_error(group)
+        if error is None:
+            raise
+        return _cannot_listen(settings, error)
+    except OSError as error:
+        return _cannot_listen(settings, error)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _cannot_listen(settings: Settings, error: OSError) -> int:
+    print(
+        f"clawrap: cannot listen on {settings.host}:{settings.port}: "
+        f"{error.strerror or error}. Choose another --port or stop the other server.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+__all__ = ["build_parser", "main", "settings_from_args", "settings_problems"]

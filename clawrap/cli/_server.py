@@ -1,0 +1,303 @@
+"""Start and stop the server: hypercorn on trio, the backend, the offline model, the banner.
+
+:func:`serve` runs until SIGINT/SIGTERM (or a given ``shutdown_trigger``).
+Shutting down: hypercorn stops accepting connections, running requests get a
+short grace and then end with an error event and their terminator (see
+:data:`clawrap.http._exchange.SHUTDOWN_GRACE`), and finally the backend is closed
+under a shield, so no CLI process outlives the server. A second signal skips
+the grace.
+
+With ``settings.offline`` the scripted model is served on a free loopback port
+in the same nursery and the CLI is pointed at it, with a throwaway config dir
+and a placeholder key: nothing reaches Anthropic, no Claude account is used.
+
+Agent mode's configuration is checked before anything starts: every
+``CLAWRAP_AGENT_ROOTS`` entry must be an existing absolute directory and the
+MCP file (``CLAWRAP_MCP_CONFIG``) must be valid, or start-up stops with a
+message naming the problem.
+
+The session store (SQLite, ``CLAWRAP_SESSION_DB``) is opened before anything
+else starts, so an unusable file stops start-up with a message naming it; idle
+sessions are expired in the background, and the store is closed last.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from functools import partial
+from typing import Any, TextIO
+
+import trio
+
+from clawrap._version import __version__
+from clawrap.agent._mcp_registry import McpRegistry
+from clawrap.agent._mode import check_agent_roots
+from clawrap.core._backend import Backend
+from clawrap.core._config import Settings
+from clawrap.http._app import App, create_app
+from clawrap.http._exchange import FINAL_WRITE_LIMIT, SHUTDOWN_GRACE
+from clawrap.http._security import host_name, unsafe_settings_warnings
+from clawrap.sessions import _store as _sessions
+
+logger = logging.getLogger("clawrap.server")
+
+ShutdownTrigger = Callable[[], Awaitable[None]]
+
+# Idle keep-alive connections are closed by the server after this long. Longer than the
+# 5 s of common HTTP client pools, so a client never reuses a connection we are closing.
+KEEP_ALIVE_TIMEOUT = 75.0
+MAX_HEADER_BYTES = 64 * 1024
+OFFLINE_API_KEY = "clawrap-offline-placeholder-key"
+
+
+def hypercorn_config(settings: Settings) -> Any:
+    from hypercorn.config import Config
+
+    config = Config()
+    host = settings.host
+    config.bind = [f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"]
+    # Our own line per request replaces hypercorn's access log; its error log keeps warnings.
+    config.accesslog = None
+    hypercorn_log = logging.getLogger("clawrap.hypercorn")
+    hypercorn_log.setLevel(logging.WARNING)
+    config.errorlog = hypercorn_log
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    config.h11_max_incomplete_size = MAX_HEADER_BYTES
+    # Running requests get SHUTDOWN_GRACE, then FINAL_WRITE_LIMIT to write their error event.
+    config.graceful_timeout = SHUTDOWN_GRACE + FINAL_WRITE_LIMIT + 1.0
+    # No read timeout: a client streaming a long reply sends nothing for minutes, legitimately.
+    config.read_timeout = None
+    config.include_server_header = False
+    return config
+
+
+def offline_cli_env(upstream_port: int, config_dir: str) -> dict[str, str]:
+    """The CLI's environment for offline mode: the scripted model, no real credentials."""
+    return {
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{upstream_port}",
+        "ANTHROPIC_API_KEY": OFFLINE_API_KEY,
+        "CLAUDE_CONFIG_DIR": config_dir,
+        # Credentials in the user's environment must not route the CLI anywhere else.
+        "ANTHROPIC_AUTH_TOKEN": "",
+        "CLAUDE_CODE_OAUTH_TOKEN": "",
+        "CLAUDE_CODE_USE_BEDROCK": "0",
+        "CLAUDE_CODE_USE_VERTEX": "0",
+        # Nothing but the scripted model may be contacted.
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+
+
+def banner(
+    settings: Settings,
+    url: str,
+    auth_summary: str,
+    auth_hint: str,
+    *,
+    offline_port: int | None = None,
+) -> str:
+    """The start-up text: where to connect, how Claude is reached, what to watch out for."""
+    lines = [
+        f"clawrap {__version__} listening on {url}/v1",
+        f"  OpenAI base URL     {url}/v1",
+        f"  Anthropic base URL  {url}",
+        f"  Claude              {auth_summary}",
+    ]
+    if auth_hint:
+        lines.append(f"                      {auth_hint}")
+    if settings.api_key:
+        lines.append("  API key             required (Authorization: Bearer <key> or x-api-key)")
+    else:
+        lines.append("  API key             not required")
+    if offline_port is not None:
+        lines.append(
+            f"  Offline mode        replies come from a scripted model on 127.0.0.1:{offline_port};"
+            " nothing is sent to Anthropic"
+        )
+    lines.extend(f"  WARNING: {w}" for w in unsafe_settings_warnings(settings))
+    lines.append("  Press Ctrl+C to stop.")
+    return "\n".join(lines)
+
+
+def _display_url(settings: Settings, bound: list[str]) -> str:
+    url = bound[0] if bound else f"http://{settings.host}:{settings.port}"
+    name = host_name(settings.host)
+    if name in ("0.0.0.0", "::"):
+        # A wildcard bind is reached through a real name; show the loopback one.
+        port = url.rsplit(":", 1)[-1]
+        return f"http://127.0.0.1:{port}"
+    return url
+
+
+async def _first_signal(signals: Any) -> None:
+    async for signum in signals:
+        logger.info("%s received: shutting down", signal.Signals(signum).name)
+        return
+
+
+async def _second_signal(signals: Any, shutdown: trio.Event, fast: trio.CancelScope) -> None:
+    """A second SIGINT/SIGTERM during shutdown skips the grace of running requests."""
+    await shutdown.wait()
+    async for signum in signals:
+        logger.info("%s received again: stopping now", signal.Signals(signum).name)
+        fast.cancel()
+        return
+
+
+async def serve(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    shutdown_trigger: ShutdownTrigger | None = None,
+    out: TextIO | None = sys.stderr,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until a signal (or ``shutdown_trigger`` returns), then stop everything.
+
+    ``backend`` defaults to the Claude backend (built here and closed here; a
+    given backend is closed too). ``task_status.started`` receives the bound
+    URLs, e.g. ``["http://127.0.0.1:8000"]``. ``out`` receives the banner.
+    SystemExit, naming the file, when the session database cannot be used.
+    """
+    try:
+        store = await _sessions.SessionStore.open(
+            _sessions.session_db_path(settings), ttl=settings.session_ttl
+        )
+    except _sessions.SessionStoreError as exc:
+        raise SystemExit(f"clawrap: {exc.message}") from None
+    try:
+        await _serve(
+            settings,
+            store,
+            backend=backend,
+            shutdown_trigger=shutdown_trigger,
+            out=out,
+            task_status=task_status,
+        )
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+
+
+async def _serve(
+    settings: Settings,
+    store: _sessions.SessionStore,
+    *,
+    backend: Backend | None,
+    shutdown_trigger: ShutdownTrigger | None,
+    out: TextIO | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    from hypercorn.trio import serve as hypercorn_serve
+
+    check_agent_roots(settings)  # SystemExit naming an unusable root
+    # A given backend brings its own registry (it records what the CLI reports).
+    given = getattr(backend, "mcp", None)
+    mcp = given if isinstance(given, McpRegistry) else McpRegistry.load(settings)
+    with ExitStack() as stack:
+        signals = None
+        if shutdown_trigger is None:
+            # Installed before anything starts, so an early Ctrl+C still shuts down cleanly.
+            signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        async with trio.open_nursery() as background:
+            background.start_soon(_sessions.run_expiry, store)
+            offline_port: int | None = None
+            if backend is None:
+                cli_env: dict[str, str] | None = None
+                if settings.offline:
+                    offline_port, cli_env = await _start_offline(settings, background, stack)
+                backend = await _claude_backend(settings, cli_env, background, mcp)
+            removed = getattr(backend, "sessions_removed", None)
+            if callable(removed):
+                # What a backend keeps per session (agent working directories) ends with it.
+                store.on_removed(removed)
+            try:
+                app = create_app(settings, backend, mcp=mcp, sessions=store)
+                # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.
+                asgi_app: Any = app
+                fast = trio.CancelScope()
+                with fast:
+
+                    async def trigger() -> None:
+                        if shutdown_trigger is not None:
+                            await shutdown_trigger()
+                        else:
+                            await _first_signal(signals)
+                        app.begin_shutdown()
+
+                    if signals is not None:
+                        background.start_soon(_second_signal, signals, app.shutdown, fast)
+
+                    async with trio.open_nursery() as web:
+                        bound: list[str] = await web.start(
+                            partial(
+                                hypercorn_serve,
+                                asgi_app,
+                                hypercorn_config(settings),
+                                shutdown_trigger=trigger,
+                            )
+                        )
+                        await _print_banner(settings, bound, offline_port, out)
+                        task_status.started(bound)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await backend.aclose()
+                background.cancel_scope.cancel()
+    logger.info("stopped")
+
+
+async def _start_offline(
+    settings: Settings, nursery: trio.Nursery, stack: ExitStack
+) -> tuple[int, dict[str, str]]:
+    from clawrap.scripted._mock_upstream import serve_mock_upstream
+    from clawrap.scripted._model import ScriptedModel
+
+    port: int = await nursery.start(serve_mock_upstream, ScriptedModel())
+    config_dir = settings.config_dir
+    if not config_dir:
+        config_dir = tempfile.mkdtemp(prefix="clawrap-offline-")
+        stack.callback(shutil.rmtree, config_dir, ignore_errors=True)
+    return port, offline_cli_env(port, config_dir)
+
+
+async def _claude_backend(
+    settings: Settings, cli_env: dict[str, str] | None, nursery: trio.Nursery, mcp: McpRegistry
+) -> Backend:
+    from clawrap.claude._backend import ClaudeBackend
+
+    backend = ClaudeBackend(settings, cli_env=cli_env, mcp=mcp)
+    await backend.start(nursery)
+    return backend
+
+
+async def _print_banner(
+    settings: Settings, bound: list[str], offline_port: int | None, out: TextIO | None
+) -> None:
+    if out is None:
+        return
+    try:
+        from clawrap.core._auth import detect_auth
+
+        # detect_auth may ask the OS keychain: keep it off the event loop.
+        auth = await trio.to_thread.run_sync(detect_auth, settings)
+        summary, hint = auth.summary, ("" if auth.ok else auth.hint)
+    except ImportError:
+        summary, hint = "(credential check unavailable)", ""
+    text = banner(settings, _display_url(settings, bound), summary, hint, offline_port=offline_port)
+    print(text, file=out, flush=True)
+
+
+def run(settings: Settings) -> int:
+    """Blocking entry point for the command line."""
+    trio.run(partial(serve, settings))
+    return 0
+
+
+__all__ = ["App", "banner", "hypercorn_config", "offline_cli_env", "run", "serve"]

@@ -1,0 +1,312 @@
+"""The ASGI app: a handwritten router in front of the exchange and the describing routes.
+
+:func:`create_app` returns a plain ASGI callable handling ``http`` and
+``lifespan`` scopes. Routes are a dict keyed by (method, path); every path is
+also reachable without its ``/v1`` prefix, since some clients are configured
+with a base URL lacking it. Before routing, the Host and Origin checks run;
+after routing, the API key check (``GET /health`` stays open).
+
+Errors are rendered in the protocol of the route (:mod:`clawrap.http._route_call`).
+Every response carries ``x-request-id`` (the client's, sanitised, or a new one)
+and, for configured origins, CORS headers. One log line per request
+(:mod:`clawrap.http._request_log`).
+
+Completion routes read Claude Code's own settings first
+(:func:`~clawrap.agent._mode.parse_claude_headers`: the ``X-Claude-*`` headers
+and the body's ``enable_tools`` / ``claude``), take those fields out of the
+body, let the dialect decode the rest and lay the settings over its request.
+The routes that describe the server (models, pool, sessions, tools, MCP
+servers, health, version, landing page) live in :mod:`clawrap.http._info_routes`;
+they sit behind the API key like every route but ``/health``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import trio
+
+from clawrap.agent._mcp_registry import McpRegistry
+from clawrap.agent._mode import parse_claude_headers
+from clawrap.core._backend import Backend
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+from clawrap.http import _security as security
+from clawrap.http._asgi import (
+    ClientDisconnected,
+    Message,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    header_pairs,
+    parse_json_object,
+    read_body,
+    retry_after_header,
+    send_bytes,
+    send_json,
+)
+from clawrap.http._exchange import Sessions, internal_error, run_exchange
+from clawrap.http._info_routes import InfoRoutes
+from clawrap.http._request_log import RequestRecord, log_request, request_id
+from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
+from clawrap.protocol._dialect import Dialect
+from clawrap.sessions._store import SessionStore
+
+logger = logging.getLogger("clawrap.app")
+
+_SESSION_PREFIX = "/v1/sessions/"
+# Body fields that are Claude Code's settings, not the dialect's.
+_CLAUDE_FIELDS = ("enable_tools", "claude")
+
+
+def canonical_path(path: str) -> str:
+    """``path`` with a trailing slash dropped and, for API routes, the ``/v1`` prefix added."""
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    if path.startswith("/v1/") or path in ("/", "/health", "/version", "/v1"):
+        return path
+    return "/v1" + path
+
+
+def _default_dialects() -> dict[str, Dialect]:
+    # Imported here: only a server needs the dialects, not every importer of the router.
+    from clawrap.protocol.anthropic._dialect import AnthropicMessagesDialect
+    from clawrap.protocol.openai._dialect import OpenAIChatDialect
+
+    return {"openai": OpenAIChatDialect(), "anthropic": AnthropicMessagesDialect()}
+
+
+class App:
+    """The clawrap ASGI application. Create it with :func:`create_app`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        dialects: Mapping[str, Dialect] | None,
+        mcp: McpRegistry | None = None,
+        sessions: SessionStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.sessions = Sessions(sessions) if sessions is not None else None
+        # The backend's own registry when it has one: it records what the CLI reports.
+        backend_mcp = getattr(backend, "mcp", None)
+        if mcp is None:
+            mcp = backend_mcp if isinstance(backend_mcp, McpRegistry) else McpRegistry()
+        self.mcp = mcp
+        self.dialects = dict(dialects) if dialects is not None else _default_dialects()
+        self.limiter = trio.CapacityLimiter(settings.max_concurrency)
+        # Set when the server begins to shut down: running exchanges end after a grace.
+        self.shutdown = trio.Event()
+        self.started_at = int(time.time())
+        self.info = InfoRoutes(settings, backend, mcp, self.sessions, self.started_at)
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            **self.info.routes(),
+        }
+        self.methods: dict[str, list[str]] = {}
+        for method, path in self.routes:
+            self.methods.setdefault(path, []).append(method)
+
+    def begin_shutdown(self) -> None:
+        self.shutdown.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message.get("type") == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message.get("type") == "lifespan.shutdown":
+                self.begin_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request.from_scope(scope)
+        record = RequestRecord(
+            request.method, request.path, request_id(request.headers.get("x-request-id"))
+        )
+        extra = header_pairs(
+            [
+                ("x-request-id", record.request_id),
+                ("x-content-type-options", "nosniff"),
+                *security.cors_headers(self.settings, request.headers),
+            ]
+        )
+
+        async def tracked_send(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                record.status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        path = canonical_path(request.path)
+        call = Call(
+            request, receive, tracked_send, record, path, error_shape(path, request.headers)
+        )
+        try:
+            await self._dispatch(call)
+        except ClientDisconnected:
+            record.disconnected = True
+        except Exception:
+            logger.exception("request failed (request id %s)", record.request_id)
+            if record.status is None:
+                await send_error(call, internal_error(record.request_id))
+        finally:
+            log_request(record)
+
+    async def _dispatch(self, call: Call) -> None:
+        headers = call.request.headers
+        method = call.request.method
+        refusal = security.check_host(self.settings, headers) or security.check_origin(
+            self.settings, headers
+        )
+        if refusal is not None:
+            await send_error(call, refusal)
+            return
+        route = call.path
+        if call.path.startswith(MODEL_PREFIX) and len(call.path) > len(MODEL_PREFIX):
+            route = "/v1/models/{id}"
+            call.params["id"] = call.path[len(MODEL_PREFIX) :]
+        elif call.path.startswith(_SESSION_PREFIX) and len(call.path) > len(_SESSION_PREFIX):
+            route = "/v1/sessions/{id}"
+        allowed = self.methods.get(route)
+        if allowed is None:
+            await send_error(call, _unknown_url(method, call.request.path))
+            return
+        if method == "OPTIONS":
+            await self._options(call, allowed)
+            return
+        handler = self.routes.get((method, route))
+        if handler is None:
+            error = ClawrapError(
+                "method_not_allowed",
+                f"{method} is not allowed on {route}; use {', '.join(allowed)}.",
+                code="method_not_allowed",
+            )
+            await send_error(call, error, [("allow", ", ".join([*allowed, "OPTIONS"]))])
+            return
+        denied = security.check_api_key(self.settings, method, route, headers)
+        if denied is not None:
+            if route == "/":
+                await self.info.locked_landing(call)
+            else:
+                await send_error(call, denied)
+            return
+        await handler(call)
+
+    async def _options(self, call: Call, allowed: list[str]) -> None:
+        headers = [("allow", ", ".join([*allowed, "OPTIONS"]))]
+        if security.is_preflight("OPTIONS", call.request.headers):
+            headers += security.preflight_headers(self.settings, call.request.headers)
+        await send_bytes(call.send, 204, b"", b"text/plain", headers)
+
+    # -- completions -----------------------------------------------------------------------------
+
+    async def _chat_completions(self, call: Call) -> None:
+        await self._complete(call, "openai")
+
+    async def _messages(self, call: Call) -> None:
+        await self._complete(call, "anthropic")
+
+    async def _complete(self, call: Call, dialect_name: str) -> None:
+        dialect = self.dialects.get(dialect_name)
+        if dialect is None:
+            await send_error(call, _unavailable(call.path))
+            return
+        try:
+            body = parse_json_object(await self._read(call))
+            headers = call.request.headers
+            claude = parse_claude_headers(body, headers, self.settings, self.mcp)
+            body = {k: v for k, v in body.items() if k not in _CLAUDE_FIELDS}
+            request, options = dialect.decode(body, headers, self.settings)
+            request = claude.apply(request)
+        except ClawrapError as error:
+            await send_json(
+                call.send,
+                error.status,
+                dialect.error_body(error),
+                retry_after_header(error.retry_after),
+            )
+            call.record.error = error.kind
+            return
+        await run_exchange(
+            call.receive,
+            call.send,
+            dialect=dialect,
+            request=request,
+            options=options,
+            backend=self.backend,
+            settings=self.settings,
+            limiter=self.limiter,
+            record=call.record,
+            shutdown=self.shutdown,
+            sessions=self.sessions,
+        )
+
+    async def _read(self, call: Call) -> bytes:
+        return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
+
+    async def _count_tokens(self, call: Call) -> None:
+        from clawrap.protocol.anthropic._dialect import count_tokens_body
+
+        try:
+            body = parse_json_object(await self._read(call))
+            result = count_tokens_body(body, self.settings)
+        except ClawrapError as error:
+            await send_error(call, error)
+            return
+        await send_json(call.send, 200, result)
+
+
+def _unknown_url(method: str, path: str) -> ClawrapError:
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    return ClawrapError(
+        "not_found",
+        f"Unknown request URL: {method} {shown}. Endpoints are under /v1 "
+        "(e.g. POST /v1/chat/completions, POST /v1/messages, GET /v1/models).",
+        code="unknown_url",
+    )
+
+
+def _unavailable(path: str) -> ClawrapError:
+    return ClawrapError(
+        "api_error", f"{path} is not available in this build.", status=501, code="not_available"
+    )
+
+
+def create_app(
+    settings: Settings,
+    backend: Backend,
+    *,
+    dialects: Mapping[str, Dialect] | None = None,
+    mcp: McpRegistry | None = None,
+    sessions: SessionStore | None = None,
+) -> App:
+    """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests.
+
+    ``mcp``: the operator's MCP servers (default: the backend's ``mcp``, else none).
+    ``sessions``: the session store (opened and closed by the caller); without it the
+    session routes and requests naming a session answer 501.
+    """
+    return App(settings, backend, dialects, mcp, sessions)
+
+
+__all__ = ["App", "canonical_path", "create_app"]

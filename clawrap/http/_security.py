@@ -1,0 +1,221 @@
+"""Who may talk to the server: API key, Host (DNS rebinding) and Origin checks, CORS headers.
+
+Pure functions over settings and lowercase request headers, so each rule is
+tested directly. A refusal is returned as a :class:`~clawrap.core._errors.ClawrapError`
+(the router renders it in the route's protocol shape); None means "allowed".
+
+Why the Host check: a web page on ``evil.example`` can point its own DNS name at
+127.0.0.1 and then talk to a loopback server as same-origin. The browser still
+sends ``Host: evil.example``, so refusing unknown Host names stops it.
+Why the Origin check: a browser page on another site may send simple requests
+(no preflight) to localhost; the ``Origin`` header tells us it is a browser page,
+and only configured origins (or this server's own pages) are let through.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
+
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# Addresses that mean "every interface": not a name a client can use to reach us by.
+_WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+ALLOW_HEADERS = (
+    "authorization, x-api-key, content-type, anthropic-version, anthropic-beta, "
+    "anthropic-dangerous-direct-browser-access, x-session-id, x-request-id, "
+    "x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, "
+    "x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, "
+    "x-stainless-timeout, x-claude-max-turns, x-claude-allowed-tools, "
+    "x-claude-disallowed-tools, x-claude-permission-mode, x-claude-effort, "
+    "x-claude-thinking, x-claude-max-thinking-tokens"
+)
+ALLOW_METHODS = "GET, POST, OPTIONS"
+EXPOSE_HEADERS = "x-request-id, retry-after"
+PREFLIGHT_MAX_AGE = "600"
+
+# Routes a monitor must reach without a key.
+OPEN_ROUTES = frozenset({("GET", "/health")})
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a Host header: lowercase, no port, no brackets, no trailing dot."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        name = host[1:end] if end != -1 else host[1:]
+    elif host.count(":") == 1:
+        name = host.rsplit(":", 1)[0]
+    else:
+        # No port, or a bare IPv6 address (several colons) that a Host header should not carry.
+        name = host
+    return name.rstrip(".")
+
+
+def _host_allowed(name: str, settings: Settings) -> bool:
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    bind = host_name(settings.host) if settings.host else ""
+    if bind and bind not in _WILDCARD_BINDS and name == bind:
+        return True
+    for allowed in settings.allowed_hosts:
+        pattern = host_name(allowed)
+        if pattern == "*" or pattern == name:
+            return True
+        if pattern.startswith("*.") and name.endswith(pattern[1:]):
+            return True
+    return False
+
+
+def check_host(settings: Settings, headers: Mapping[str, str]) -> ClawrapError | None:
+    """403 unless the Host header names this machine or an allowed host.
+
+    A request without Host (HTTP/1.0) is allowed: browsers always send one, so
+    it cannot be a rebinding attack.
+    """
+    host = headers.get("host")
+    if host is None:
+        return None
+    name = host_name(host)
+    if _host_allowed(name, settings):
+        return None
+    return ClawrapError(
+        "permission",
+        f"Requests for host {name!r} are refused: this server answers to localhost names only, "
+        "to protect it from DNS rebinding. To reach it by this name, add it to "
+        f"CLAWRAP_ALLOWED_HOSTS (e.g. CLAWRAP_ALLOWED_HOSTS={name}).",
+        code="host_not_allowed",
+    )
+
+
+def _origin_allowed(origin: str, settings: Settings) -> bool:
+    return origin in settings.cors_origins or "*" in settings.cors_origins
+
+
+def _same_origin(origin: str, headers: Mapping[str, str]) -> bool:
+    # The Host was already checked against the allow list, so an Origin naming that
+    # same host is one of this server's own pages (the landing page), not a foreign site.
+    host = headers.get("host", "").strip().lower()
+    return bool(host) and origin.lower() in (f"http://{host}", f"https://{host}")
+
+
+def check_origin(settings: Settings, headers: Mapping[str, str]) -> ClawrapError | None:
+    """403 when a browser page from an origin that is not configured sends the request."""
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    origin = origin.strip()
+    if _origin_allowed(origin, settings) or _same_origin(origin, headers):
+        return None
+    return ClawrapError(
+        "permission",
+        f"Requests from the web origin {origin!r} are refused. To let a web app on that origin "
+        f"use this server, add it to CLAWRAP_CORS_ORIGINS (e.g. CLAWRAP_CORS_ORIGINS={origin}).",
+        code="origin_not_allowed",
+    )
+
+
+def cors_headers(settings: Settings, headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """CORS response headers, only for a configured origin (nothing otherwise)."""
+    origin = headers.get("origin")
+    if origin is None:
+        return []
+    origin = origin.strip()
+    if not _origin_allowed(origin, settings):
+        return []
+    return [
+        # Echo the one matched origin (never "*"): the response is for that page only.
+        ("access-control-allow-origin", origin),
+        ("vary", "origin"),
+        ("access-control-expose-headers", EXPOSE_HEADERS),
+    ]
+
+
+def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
+    return method == "OPTIONS" and "origin" in headers
+
+
+def preflight_headers(settings: Settings, headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Headers of the 204 answer to a preflight from a configured origin."""
+    return [
+        *cors_headers(settings, headers),
+        ("access-control-allow-methods", ALLOW_METHODS),
+        ("access-control-allow-headers", ALLOW_HEADERS),
+        ("access-control-max-age", PREFLIGHT_MAX_AGE),
+    ]
+
+
+def check_api_key(
+    settings: Settings, method: str, path: str, headers: Mapping[str, str]
+) -> ClawrapError | None:
+    """401 when ``settings.api_key`` is set and the request does not carry it.
+
+    ``GET /health`` and CORS preflights are always open: monitors and browsers
+    send no credentials there.
+    """
+    if not settings.api_key or (method, path) in OPEN_ROUTES or is_preflight(method, headers):
+        return None
+    expected = settings.api_key.encode()
+    for candidate in _candidates(headers):
+        # compare_digest: the time taken must not reveal how much of the key matched.
+        if hmac.compare_digest(candidate.encode(), expected):
+            return None
+    sent = any(_candidates(headers))
+    return ClawrapError(
+        "authentication",
+        "Invalid API key."
+        if sent
+        else "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+        code="invalid_api_key",
+    )
+
+
+def _candidates(headers: Mapping[str, str]) -> list[str]:
+    # Both headers are tried: some tools send a placeholder Bearer and the real x-api-key.
+    out: list[str] = []
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            out.append(value.strip())
+    key = headers.get("x-api-key")
+    if key is not None:
+        out.append(key.strip())
+    return out
+
+
+def unsafe_settings_warnings(settings: Settings) -> list[str]:
+    """Plain-language warnings about settings that expose the server (for the banner)."""
+    warnings: list[str] = []
+    name = host_name(settings.host)
+    if name not in _LOOPBACK_NAMES and not name.endswith(".localhost") and not settings.api_key:
+        warnings.append(
+            f"listening on {settings.host} (beyond this machine) with no API key: anyone who "
+            "can reach this port can use your Claude account. Set CLAWRAP_API_KEY or --api-key."
+        )
+    if "*" in settings.cors_origins:
+        warnings.append(
+            "CLAWRAP_CORS_ORIGINS includes '*': any web page you visit may call this server"
+            + ("." if settings.api_key else " without a key. Set CLAWRAP_API_KEY.")
+        )
+    if "*" in settings.allowed_hosts:
+        warnings.append("CLAWRAP_ALLOWED_HOSTS includes '*': DNS rebinding protection is off.")
+    return warnings
+
+
+__all__ = [
+    "ALLOW_HEADERS",
+    "ALLOW_METHODS",
+    "OPEN_ROUTES",
+    "check_api_key",
+    "check_host",
+    "check_origin",
+    "cors_headers",
+    "host_name",
+    "is_preflight",
+    "preflight_headers",
+    "unsafe_settings_warnings",
+]

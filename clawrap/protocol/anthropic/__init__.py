@@ -1,0 +1,1 @@
+"""The Anthropic Messages surface: pydantic models, decoder, encoder and the dialect."""

@@ -1,0 +1,1 @@
+"""The OpenAI Chat Completions surface: decoder, encoder and the dialect tying them."""
