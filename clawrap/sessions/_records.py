@@ -8,26 +8,11 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
-from clawrap.core._errors import invalid_request
 from clawrap.core._request import CompletionRequest, Turn
+from clawrap.core._session_ids import check_session_id
 from clawrap.protocol._conversation import Merge
-from clawrap.sessions._sqlite import MAX_ID_LENGTH
-
-_ID = re.compile(r"[A-Za-z0-9._:-]+")
-
-
-def check_session_id(value: str, param: str = "session_id") -> str:
-    """``value`` if it is a usable session id, else a 400 naming ``param``."""
-    if not (0 < len(value) <= MAX_ID_LENGTH and _ID.fullmatch(value)):
-        raise invalid_request(
-            f"'{param}' must be 1 to {MAX_ID_LENGTH} characters from letters, digits and . _ : -",
-            param=param,
-            code="invalid_session_id",
-        )
-    return value
 
 
 @dataclass(frozen=True, slots=True)

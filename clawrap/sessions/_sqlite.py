@@ -17,10 +17,10 @@ from typing import Any
 
 from clawrap.core._errors import ClawrapError
 from clawrap.core._request import Turn
+from clawrap.core._session_ids import MAX_ID_LENGTH
 from clawrap.protocol._conversation import loads_turn
 
 SCHEMA_VERSION = 1
-MAX_ID_LENGTH = 200  # session ids, branch ids included
 
 _SCHEMA = """
 CREATE TABLE sessions (

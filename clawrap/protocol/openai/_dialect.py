@@ -18,6 +18,7 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.core._models import resolve_model
 from clawrap.core._request import CompletionRequest, NamedTool, ResponseFormat, ToolChoice, ToolSpec
+from clawrap.core._session_ids import check_session_id
 from clawrap.protocol._dialect import Dialect
 from clawrap.protocol.openai._decode import (
     ChatMessage,
@@ -28,7 +29,6 @@ from clawrap.protocol.openai._decode import (
     validate_model,
 )
 from clawrap.protocol.openai._encode import ChatCollector, ChatStreamEncoder, error_body
-from clawrap.sessions._store import check_session_id
 
 # -- pydantic models of the request's fixed-shape options ---------------------------------
 
