@@ -12,14 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
 from clawrap.core._errors import ClawrapError
-
-if TYPE_CHECKING:
-    from clawrap.sessions._store import SessionStore
 
 log = logging.getLogger("clawrap.sessions")
 
@@ -63,8 +60,17 @@ class SessionLocks:
                 del self._locks[session_id]
 
 
+class Expiring(Protocol):
+    """What :func:`run_expiry` needs of a store: its TTL and a way to drop what is past it."""
+
+    @property
+    def ttl(self) -> float: ...
+
+    async def expire(self) -> int: ...
+
+
 async def run_expiry(
-    store: SessionStore,
+    store: Expiring,
     *,
     interval: float | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -90,4 +96,4 @@ async def run_expiry(
         await trio.sleep(interval)
 
 
-__all__ = ["SessionLocks", "run_expiry"]
+__all__ = ["Expiring", "SessionLocks", "run_expiry"]
