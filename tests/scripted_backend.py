@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._events import Event, Usage
 from clawrap.core._request import CompletionRequest
 
@@ -60,8 +61,8 @@ class ScriptedBackend:
     async def run(
         self,
         request: CompletionRequest,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
     ) -> None:
         self.requests.append(request)
         self.runs += 1
@@ -78,7 +79,7 @@ class ScriptedBackend:
             self.active -= 1
             self._notify()
 
-    async def _play(self, events: trio.MemorySendChannel[Event], halt: trio.Event) -> None:
+    async def _play(self, events: EventSink, halt: HaltSignal) -> None:
         if self.error_first and self.error is not None:
             await trio.lowlevel.checkpoint()
             raise self.error
@@ -107,7 +108,7 @@ class ScriptedBackend:
         if self.error is not None:
             raise self.error
 
-    async def _on_halt(self, events: trio.MemorySendChannel[Event], rest: Sequence[Step]) -> None:
+    async def _on_halt(self, events: EventSink, rest: Sequence[Step]) -> None:
         self.halted += 1
         usage = next((s for s in rest if isinstance(s, Usage)), None)
         if usage is not None:

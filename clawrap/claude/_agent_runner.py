@@ -41,9 +41,10 @@ from clawrap.claude._transcript import plan_history
 from clawrap.claude._turn_pump import pump_turn
 from clawrap.claude.pool._pool import CliProcess, spawn_process
 from clawrap.claude.pool._process_tree import cli_pid, stop_descendants, terminate_tree
+from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
-from clawrap.core._events import Event, Finished
+from clawrap.core._events import Finished
 from clawrap.core._request import AgentOptions, CompletionRequest
 
 log = logging.getLogger("clawrap.agent")
@@ -84,8 +85,8 @@ class AgentRunner:
     async def run(
         self,
         request: CompletionRequest,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
     ) -> None:
         """Run ``request`` (``request.agent`` set). Raises ClawrapError on failure."""
         agent = request.agent
@@ -150,8 +151,8 @@ class AgentRunner:
         proc: CliProcess,
         content: str | list[Any] | None,
         translator: TurnTranslator,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
     ) -> None:
         if content is None:
             proc.in_turn = True  # a resumed conversation ending on tool results carries on
@@ -175,7 +176,7 @@ class AgentRunner:
             await events.send(Finished("tool_calls"))
 
     async def _watch_halt(
-        self, halt: trio.Event, proc: CliProcess, reader: trio.CancelScope
+        self, halt: HaltSignal, proc: CliProcess, reader: trio.CancelScope
     ) -> None:
         await halt.wait()
         reader.deadline = min(reader.deadline, trio.current_time() + HALT_GRACE)

@@ -50,9 +50,10 @@ from clawrap.claude._sdk_options import OptionsBuilder, SpawnSpec
 from clawrap.claude._transcript import plan_history, split_history
 from clawrap.claude._turn_pump import pump_turn
 from clawrap.claude.pool._pool import CliProcess, ProcessPool, State
+from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
-from clawrap.core._events import Event, Finished
+from clawrap.core._events import Finished
 from clawrap.core._request import CompletionRequest, ToolResultPart, Turn
 from clawrap.protocol._conversation import ReplyRecorder, conversation_key
 
@@ -125,8 +126,8 @@ class ClaudeBackend:
     async def run(
         self,
         request: CompletionRequest,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
     ) -> None:
         if request.agent is not None:
             # The run spawns its own process: it counts against the pool's capacity.
@@ -155,8 +156,8 @@ class ClaudeBackend:
         self,
         request: CompletionRequest,
         tools: ClientTools | None,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
     ) -> bool:
         """Serve ``request`` on the parked process that holds its earlier turns, sending only
         the new message. False when there is none, or it failed before any output."""
@@ -186,8 +187,8 @@ class ClaudeBackend:
         spec: SpawnSpec,
         content: str | list[Any] | None,
         tools: ClientTools | None,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
         request: CompletionRequest,
     ) -> None:
         """Run on a pooled process; once more on a fresh one if a reused one broke silently."""
@@ -202,8 +203,8 @@ class ClaudeBackend:
         proc: CliProcess,
         content: str | list[Any] | None,
         tools: ClientTools | None,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
         request: CompletionRequest,
         *,
         retry: bool = True,
@@ -238,8 +239,8 @@ class ClaudeBackend:
         proc: CliProcess,
         content: str | list[Any] | None,
         translator: TurnTranslator,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
         recorder: ReplyRecorder,
     ) -> State:
         """Send the message and pump the turn. Returns the process's state after it."""
@@ -268,7 +269,7 @@ class ClaudeBackend:
         return "idle" if translator.done else "midturn"
 
     async def _watch_halt(
-        self, halt: trio.Event, proc: CliProcess, reader: trio.CancelScope
+        self, halt: HaltSignal, proc: CliProcess, reader: trio.CancelScope
     ) -> None:
         await halt.wait()
         reader.deadline = min(reader.deadline, trio.current_time() + HALT_GRACE)

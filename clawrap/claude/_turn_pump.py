@@ -16,6 +16,7 @@ import trio
 from clawrap.claude._cli_process import CliProcess
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_events import TurnTranslator
+from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._events import Event
 
 TOOL_GRACE = 10.0  # after the model asked for client tools, how long until the run ends
@@ -24,8 +25,8 @@ TOOL_GRACE = 10.0  # after the model asked for client tools, how long until the 
 async def pump_turn(
     proc: CliProcess,
     translator: TurnTranslator,
-    events: trio.MemorySendChannel[Event],
-    halt: trio.Event,
+    events: EventSink,
+    halt: HaltSignal,
     reader: trio.CancelScope,
     on_event: Callable[[Event], None] | None = None,
 ) -> None:

@@ -1,8 +1,9 @@
 """The one interface between the HTTP side and whatever produces completions.
 
 A backend runs a :class:`~clawrap.core._request.CompletionRequest` and pushes
-:mod:`clawrap.core._events` into a trio channel. The caller owns the channel and
-closes it; the backend never does.
+:mod:`clawrap.core._events` into an :class:`EventSink` (in the server, the send side of
+a trio memory channel). The caller owns the channel and closes it; the backend never does.
+The types here are structural, so that this layer needs no I/O library.
 
 Stopping early comes in two strengths:
 
@@ -21,18 +22,30 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import trio
-
 from clawrap.core._events import Event
 from clawrap.core._request import CompletionRequest
+
+
+class EventSink(Protocol):
+    """Where a backend sends its events (``trio.MemorySendChannel[Event]`` fits)."""
+
+    async def send(self, value: Event, /) -> None: ...
+
+
+class HaltSignal(Protocol):
+    """Set when the consumer wants no more content (``trio.Event`` fits)."""
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> None: ...
 
 
 class Backend(Protocol):
     async def run(
         self,
         request: CompletionRequest,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
     ) -> None:
         """Run ``request``, sending its events. Raises ClawrapError on failure."""
         ...
@@ -46,4 +59,4 @@ class Backend(Protocol):
         ...
 
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "EventSink", "HaltSignal"]
