@@ -87,15 +87,6 @@ def resolve_model(requested: str | None, settings: Settings, *, param: str = "mo
     )
 
 
-def switch_is_free(model: str) -> bool:
-    """Whether a live CLI process switches to ``model`` without asking upstream first.
-
-    It resolves an alias locally; a full model id it checks with a call upstream
-    (~0.7 s against a local model, once per process and model).
-    """
-    return model in ALIASES
-
-
 __all__ = [
     "ALIASES",
     "CATALOGUE",
@@ -103,5 +94,4 @@ __all__ = [
     "advertised_models",
     "model_info",
     "resolve_model",
-    "switch_is_free",
 ]

@@ -52,7 +52,7 @@ from clawrap.http._exchange import Sessions, internal_error, run_exchange
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
-from clawrap.protocol._dialect import Dialect
+from clawrap.protocol._dialect import Dialect, TokenCounting
 from clawrap.sessions._store import SessionStore
 
 logger = logging.getLogger("clawrap.app")
@@ -265,11 +265,13 @@ class App:
         return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
 
     async def _count_tokens(self, call: Call) -> None:
-        from clawrap.protocol.anthropic._dialect import count_tokens_body
-
+        dialect = self.dialects.get("anthropic")
+        if not isinstance(dialect, TokenCounting):
+            await send_error(call, _unknown_url(call.request.method, call.path))
+            return
         try:
             body = parse_json_object(await self._read(call))
-            result = count_tokens_body(body, self.settings)
+            result = dialect.count_tokens(body, self.settings)
         except ClawrapError as error:
             await send_error(call, error)
             return

@@ -23,7 +23,7 @@ from clawrap.core._backend import Backend
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.http._asgi import send_bytes, send_json
-from clawrap.http._exchange import Sessions
+from clawrap.http._exchange_sessions import Sessions
 from clawrap.http._landing import render_landing, render_locked
 from clawrap.http._model_list import advertised, model_object, models_body
 from clawrap.http._route_call import Call, Handler, send_error

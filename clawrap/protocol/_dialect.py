@@ -11,7 +11,7 @@ limiter, then into a :class:`StreamEncoder` (``stream: true``) or a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
@@ -72,4 +72,13 @@ class Dialect(Protocol):
         ...
 
 
-__all__ = ["Collector", "Dialect", "StreamEncoder"]
+@runtime_checkable
+class TokenCounting(Protocol):
+    """A dialect that also answers its API's token-counting route."""
+
+    def count_tokens(self, body: Any, settings: Settings) -> dict[str, Any]:
+        """The route's JSON answer for a parsed request ``body``; raises ClawrapError (400)."""
+        ...
+
+
+__all__ = ["Collector", "Dialect", "StreamEncoder", "TokenCounting"]

@@ -44,7 +44,7 @@ from clawrap.claude.pool._held import IdleSet, ParkedSet
 from clawrap.claude.pool._warm_policy import PEAK_WINDOW, WarmPolicy, capacity
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
-from clawrap.core._models import switch_is_free
+from clawrap.core._models import ALIASES
 
 log = logging.getLogger("clawrap.processes")
 
@@ -52,6 +52,15 @@ SET_MODEL_TIMEOUT = 10.0  # may validate the model with a tiny upstream call
 RETRY_BACKOFF = 5.0  # after a failed warm spawn
 
 State = Literal["idle", "midturn", "broken"]
+
+
+def switch_is_free(model: str) -> bool:
+    """Whether a live CLI process switches to ``model`` without asking upstream first.
+
+    The CLI resolves an alias locally; a full model id it checks with a call upstream
+    (~0.7 s against a local model, once per process and model).
+    """
+    return model in ALIASES
 
 
 def _serves(spec: SpawnSpec, key: SpawnKey, model: str) -> bool:

@@ -65,6 +65,9 @@ class AnthropicMessagesDialect:
     def error_body(self, error: ClawrapError) -> dict[str, Any]:
         return error_body(error)
 
+    def count_tokens(self, body: Any, settings: Settings) -> dict[str, Any]:
+        return count_tokens_body(body, settings)
+
 
 def count_tokens_body(body: Any, settings: Settings) -> dict[str, Any]:
     """``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``, an approximation.
