@@ -1,6 +1,6 @@
 """One completion request over HTTP: run the backend, stream or collect, end properly.
 
-The shape of one exchange (DESIGN.md, "Cancellation and time")::
+The shape of one exchange (``docs/ARCHITECTURE.md``, "The path of one request")::
 
     request nursery ──┬─ disconnect watcher: receive() -> http.disconnect cancels everything
                       ├─ shutdown watcher: after a grace, ends the request with an error

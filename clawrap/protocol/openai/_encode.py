@@ -1,6 +1,6 @@
 """Internal events -> OpenAI Chat Completions responses: SSE chunks or one JSON body.
 
-Sans-IO. The stream follows what real clients require (see CLIENTS.md): every
+Sans-IO. The stream follows what real clients require (``docs/WIRE.md``): every
 chunk shares ``id``, ``created`` and ``model``; ``role`` appears only in the
 first delta; a tool call's ``id``, ``type`` and ``function.name`` appear only in
 its first delta and every tool delta carries its ``index``; a ``finish_reason``
