@@ -27,7 +27,7 @@ Messages = list[dict[str, Any]]
 
 # After clients drop, how long until no CLI generates for them (measured ~0.2 s; the reply
 # would run for a minute). Spare time for a shared machine, well short of the reply's length.
-DROP_LIMIT = 1.5
+DROP_LIMIT = 5.0
 
 
 def ask(text: str) -> Messages:
