@@ -22,6 +22,7 @@ SDK's stdin grace period.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -57,6 +58,9 @@ class CliProcess:
         self.idle_since = trio.current_time()
         self._closed = False
         self._messages: AsyncIterator[Message] | None = None
+        # The CLI's ``total_cost_usd`` is the running total of the process's whole life (a
+        # rewind does not reset it; measured): each turn's own cost is the difference.
+        self._cost_total = 0.0
         # The uuids of the conversation's first message and of the last user message the
         # CLI was given (None: nothing yet); a reset rewinds to the first.
         anchors = spec.history_anchors
@@ -94,7 +98,17 @@ class CliProcess:
             raise
         if isinstance(message, ResultMessage):
             self.in_turn = False
+            message = self._own_cost(message)
         return message
+
+    def _own_cost(self, result: ResultMessage) -> ResultMessage:
+        """``result`` with ``total_cost_usd`` as this turn's cost, not the process's total."""
+        total = result.total_cost_usd
+        if not isinstance(total, int | float) or isinstance(total, bool):
+            return result
+        turn = max(0.0, float(total) - self._cost_total)
+        self._cost_total = max(self._cost_total, float(total))
+        return dataclasses.replace(result, total_cost_usd=turn)
 
     async def send(self, content: list[dict[str, Any]] | str) -> None:
         """Send one user message, delivered as written (``client_composed``): no
