@@ -167,7 +167,10 @@ def error_from_result(result: ResultMessage) -> ClawrapError | None:
         return error_for_status(401)
     if result.subtype == "error_max_budget_usd":
         return ClawrapError(
-            "rate_limit", "The spending limit for this request was reached.", code="budget"
+            "rate_limit",
+            "The run was stopped after a model turn: it reached what its API key may still "
+            "spend today or this month (usd_per_day, usd_per_month).",
+            code="budget",
         )
     log.warning("CLI reported a failed run: subtype=%s reason=%s", result.subtype, reason)
     return process_failed()

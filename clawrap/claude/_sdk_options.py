@@ -114,6 +114,8 @@ class SpawnSpec:
                 "tools": list(self.agent["tools"]),
                 "disallowed_tools": list(self.agent["disallowed_tools"]),
                 "max_turns": self.agent.get("max_turns"),
+                # Only here: a pooled process's budget would count every request it served.
+                "max_budget_usd": self.agent.get("max_budget_usd"),
             }
         return ClaudeAgentOptions(
             setting_sources=[],
@@ -218,6 +220,7 @@ class OptionsBuilder:
             permission_mode=agent["permission_mode"],
             cwd=agent["cwd"],
         )
+        agent = agent | {"max_budget_usd": request.max_budget_usd}
         return replace(base, key=key, agent=agent)
 
     def spec(

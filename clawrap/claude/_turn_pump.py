@@ -4,7 +4,8 @@ Plain completions and agent runs read a turn the same way, so they share this
 loop: translate each message, forward content until ``halt`` (after which only
 the usage is wanted), interrupt when the CLI would go on past a ``max_tokens``
 stop, and cut the wait short once the model has finished asking for client tools
-(the deferring hook ends the run at once).
+(the deferring hook ends the run at once). A turn whose result is a failure
+still reports its usage, just before the error.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from clawrap.claude._cli_process import CliProcess
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.core._backend import EventSink, HaltSignal
+from clawrap.core._errors import ClawrapError
 from clawrap.core._events import Event
 
 TOOL_GRACE = 10.0  # after the model asked for client tools, how long until the run ends
@@ -37,7 +39,14 @@ async def pump_turn(
             message = await proc.receive()
         if message is None:
             raise translator.unfinished_error()
-        out = translator.feed(message)
+        try:
+            out = translator.feed(message)
+        except ClawrapError:
+            if translator.done:
+                # A run that failed at its end (e.g. over its budget) still used and cost
+                # something: the usage goes out before the error, for the accounting.
+                await events.send(translator.usage_event())
+            raise
         if halt.is_set():
             # Content after halt is discarded by the caller; only usage matters.
             if translator.done:

@@ -1,4 +1,4 @@
-"""The command line: ``clawrap serve | login | mock-upstream | doctor``, and ``--version``.
+"""The command line: ``clawrap serve | login | mock-upstream | doctor | keys | usage``.
 
 ``serve`` has one flag per setting (``--max-concurrency``, ``--offline``, ...),
 generated from :class:`~clawrap.core._config.Settings`. A flag overrides the
@@ -23,6 +23,9 @@ HELP: dict[str, str] = {
     "host": "address to listen on (default 127.0.0.1: this machine only)",
     "port": "port to listen on (default 8000; 0 picks a free one)",
     "api_key": "require this key from clients (Authorization: Bearer or x-api-key)",
+    "keys_file": "API keys with names, limits and admin flags (TOML or JSON; clawrap keys add)",
+    "metrics_key": "a key that may read GET /metrics and nothing else",
+    "usage_db": "the usage ledger (default <data dir>/usage.sqlite3)",
     "offline": "answer from a scripted model on loopback; no Claude account is used",
     "log_format": "text or json (one JSON object per line)",
     "max_concurrency": "most completions running at once (default 4)",
@@ -34,7 +37,7 @@ HELP: dict[str, str] = {
     "default_model": "model used when a request names none (default sonnet)",
 }
 
-DELEGATED = ("mock-upstream", "doctor", "login")
+DELEGATED = ("mock-upstream", "doctor", "login", "keys", "usage")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "login", help="sign in to Claude with the Claude Code CLI clawrap uses", add_help=False
     )
+    commands.add_parser("keys", help="add API keys with their limits", add_help=False)
+    commands.add_parser("usage", help="print the usage ledger", add_help=False)
     return parser
 
 
@@ -114,6 +119,10 @@ def _delegate(command: str, argv: list[str]) -> int:
         return mock_upstream_main(argv)
     if command == "login":
         return _login(argv)
+    if command in ("keys", "usage"):
+        from clawrap.cli._accounting_cmds import keys_main, usage_main
+
+        return keys_main(argv) if command == "keys" else usage_main(argv)
     from clawrap.cli._doctor import doctor_main
 
     return doctor_main(argv)

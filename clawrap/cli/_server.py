@@ -31,11 +31,15 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from functools import partial
+from pathlib import Path
 from typing import Any, TextIO
 
 import trio
 
 from clawrap._version import __version__
+from clawrap.accounting._accountant import Accountant
+from clawrap.accounting._keys import KeyRing, KeysFileError
+from clawrap.accounting._ledger import Ledger, LedgerError
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import check_agent_roots
 from clawrap.core._backend import Backend
@@ -166,16 +170,19 @@ async def serve(
     URLs, e.g. ``["http://127.0.0.1:8000"]``. ``out`` receives the banner.
     SystemExit, naming the file, when the session database cannot be used.
     """
+    accountant = open_accountant(settings)
     try:
         store = await _sessions.SessionStore.open(
             _sessions.session_db_path(settings), ttl=settings.session_ttl
         )
     except _sessions.SessionStoreError as exc:
+        accountant.ledger.close()
         raise SystemExit(f"clawrap: {exc.message}") from None
     try:
         await _serve(
             settings,
             store,
+            accountant,
             backend=backend,
             shutdown_trigger=shutdown_trigger,
             out=out,
@@ -184,11 +191,28 @@ async def serve(
     finally:
         with trio.CancelScope(shield=True):
             await store.aclose()
+        accountant.ledger.close()
+
+
+def usage_db_path(settings: Settings) -> str:
+    """``settings.usage_db``, else ``<data_dir>/usage.sqlite3``."""
+    return settings.usage_db or str(Path(settings.data_dir) / "usage.sqlite3")
+
+
+def open_accountant(settings: Settings) -> Accountant:
+    """The server's keys, limits, ledger and metrics; SystemExit naming a bad file."""
+    try:
+        keys = KeyRing.load(settings.api_key, settings.keys_file)
+        ledger = Ledger(usage_db_path(settings))
+    except (KeysFileError, LedgerError) as exc:
+        raise SystemExit(f"clawrap: {exc}") from None
+    return Accountant(keys, ledger, clock=trio.current_time)
 
 
 async def _serve(
     settings: Settings,
     store: _sessions.SessionStore,
+    accountant: Accountant,
     *,
     backend: Backend | None,
     shutdown_trigger: ShutdownTrigger | None,
@@ -219,7 +243,7 @@ async def _serve(
                 # What a backend keeps per session (agent working directories) ends with it.
                 store.on_removed(removed)
             try:
-                app = create_app(settings, backend, mcp=mcp, sessions=store)
+                app = create_app(settings, backend, mcp=mcp, sessions=store, accountant=accountant)
                 # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.
                 asgi_app: Any = app
                 fast = trio.CancelScope()

@@ -33,6 +33,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    keys_file: str | None = None  # per-key names, limits and admin flags (TOML or JSON)
+    metrics_key: str | None = None  # a key that may read GET /metrics and nothing else
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     log_format: str = "text"  # text | json
@@ -70,6 +72,7 @@ class Settings:
     # -- sessions
     session_ttl: float = 3600.0
     session_db: str | None = None  # default: <data_dir>/sessions.sqlite3
+    usage_db: str | None = None  # default: <data_dir>/usage.sqlite3
 
     # -- content
     allow_remote_images: bool = False  # http(s) image URLs go to the model as URL sources

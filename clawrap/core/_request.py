@@ -140,6 +140,9 @@ class CompletionRequest:
     thinking_budget: int | None = None
     session_id: str | None = None
     agent: AgentOptions | None = None
+    # Agent mode: the most the run may cost in USD (what the key may still spend); the
+    # CLI checks it after each model turn and stops the run there.
+    max_budget_usd: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

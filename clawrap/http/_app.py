@@ -25,15 +25,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 import trio
 
+from clawrap.accounting._accountant import Accountant, Run
+from clawrap.accounting._keys import LOCAL, Identity, KeyRing
+from clawrap.accounting._ledger import Ledger
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import parse_claude_headers
 from clawrap.core._backend import Backend
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
+from clawrap.core._models import ALIASES, advertised_models
+from clawrap.core._request import CompletionRequest
 from clawrap.http import _security as security
+from clawrap.http._accounting_routes import AccountingRoutes
 from clawrap.http._asgi import (
     ClientDisconnected,
     Message,
@@ -48,7 +56,7 @@ from clawrap.http._asgi import (
     send_bytes,
     send_json,
 )
-from clawrap.http._exchange import Sessions, internal_error, run_exchange
+from clawrap.http._exchange import Sessions, client_gone, internal_error, run_exchange
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
@@ -66,7 +74,7 @@ def canonical_path(path: str) -> str:
     """``path`` with a trailing slash dropped and, for API routes, the ``/v1`` prefix added."""
     if len(path) > 1 and path.endswith("/"):
         path = path[:-1]
-    if path.startswith("/v1/") or path in ("/", "/health", "/version", "/v1"):
+    if path.startswith("/v1/") or path in ("/", "/health", "/version", "/metrics", "/v1"):
         return path
     return "/v1" + path
 
@@ -89,6 +97,7 @@ class App:
         dialects: Mapping[str, Dialect] | None,
         mcp: McpRegistry | None = None,
         sessions: SessionStore | None = None,
+        accountant: Accountant | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -100,6 +109,13 @@ class App:
         self.mcp = mcp
         self.dialects = dict(dialects) if dialects is not None else _default_dialects()
         self.limiter = trio.CapacityLimiter(settings.max_concurrency)
+        if accountant is None:
+            keys = KeyRing.load(settings.api_key, settings.keys_file)
+            accountant = Accountant(keys, Ledger(), clock=trio.current_time)
+        self.accountant = accountant
+        accountant.metrics.watch(self._load)
+        # Model labels of the metrics: the served models, anything else is "other".
+        self.known_models = {*advertised_models(settings), *ALIASES}
         # Set when the server begins to shut down: running exchanges end after a grace.
         self.shutdown = trio.Event()
         self.started_at = int(time.time())
@@ -109,10 +125,16 @@ class App:
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
             **self.info.routes(),
+            **AccountingRoutes(accountant).routes(),
         }
         self.methods: dict[str, list[str]] = {}
         for method, path in self.routes:
             self.methods.setdefault(path, []).append(method)
+
+    def _load(self) -> dict[str, Any]:
+        stats = self.limiter.statistics()
+        status = dict(self.backend.status())
+        return status | {"queued": stats.tasks_waiting, "running": stats.borrowed_tokens}
 
     def begin_shutdown(self) -> None:
         self.shutdown.set()
@@ -171,6 +193,16 @@ class App:
                 await send_error(call, internal_error(record.request_id))
         finally:
             log_request(record)
+            self._count(call)
+
+    def _count(self, call: Call) -> None:
+        record = call.record
+        now = trio.current_time()
+        model = record.model if record.model in self.known_models else record.model and "other"
+        first = None if record.first_token is None else record.first_token - record.started
+        self.accountant.metrics.request_done(
+            call.route or "other", record.status or 499, model, now - record.started, first
+        )
 
     async def _dispatch(self, call: Call) -> None:
         headers = call.request.headers
@@ -194,6 +226,7 @@ class App:
         if method == "OPTIONS":
             await self._options(call, allowed)
             return
+        call.route = route
         handler = self.routes.get((method, route))
         if handler is None:
             error = ClawrapError(
@@ -203,13 +236,16 @@ class App:
             )
             await send_error(call, error, [("allow", ", ".join([*allowed, "OPTIONS"]))])
             return
-        denied = security.check_api_key(self.settings, method, route, headers)
-        if denied is not None:
+        identity = security.authenticate(
+            self.accountant.keys, self.settings, method, route, headers
+        )
+        if isinstance(identity, ClawrapError):
             if route == "/":
                 await self.info.locked_landing(call)
             else:
-                await send_error(call, denied)
+                await send_error(call, identity)
             return
+        call.identity = identity
         await handler(call)
 
     async def _options(self, call: Call, allowed: list[str]) -> None:
@@ -238,6 +274,7 @@ class App:
             body = {k: v for k, v in body.items() if k not in _CLAUDE_FIELDS}
             request, options = dialect.decode(body, headers, self.settings)
             request = claude.apply(request)
+            run = self._admit(call, request)
         except ClawrapError as error:
             await send_json(
                 call.send,
@@ -247,6 +284,22 @@ class App:
             )
             call.record.error = error.kind
             return
+        if run.budget_usd is not None and request.agent is not None:
+            request = replace(request, max_budget_usd=run.budget_usd)
+        try:
+            await self._exchange(call, dialect, request, options, run)
+        finally:
+            run.finish(client_gone())
+
+    def _admit(self, call: Call, request: CompletionRequest) -> Run:
+        """The key's run, or a ClawrapError naming the limit that refuses it."""
+        identity = call.identity if call.identity is not None else Identity(LOCAL)
+        models = (request.requested_model, request.model)
+        return self.accountant.admit(identity, models, agent=request.agent is not None)
+
+    async def _exchange(
+        self, call: Call, dialect: Dialect, request: CompletionRequest, options: Any, run: Run
+    ) -> None:
         await run_exchange(
             call.receive,
             call.send,
@@ -259,6 +312,7 @@ class App:
             record=call.record,
             shutdown=self.shutdown,
             sessions=self.sessions,
+            account=run,
         )
 
     async def _read(self, call: Call) -> bytes:
@@ -301,14 +355,17 @@ def create_app(
     dialects: Mapping[str, Dialect] | None = None,
     mcp: McpRegistry | None = None,
     sessions: SessionStore | None = None,
+    accountant: Accountant | None = None,
 ) -> App:
     """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests.
 
     ``mcp``: the operator's MCP servers (default: the backend's ``mcp``, else none).
     ``sessions``: the session store (opened and closed by the caller); without it the
     session routes and requests naming a session answer 501.
+    ``accountant``: keys, limits, usage ledger and metrics (default: the settings'
+    keys, a ledger in memory).
     """
-    return App(settings, backend, dialects, mcp, sessions)
+    return App(settings, backend, dialects, mcp, sessions, accountant)
 
 
 __all__ = ["App", "canonical_path", "create_app"]

@@ -22,6 +22,10 @@ headers are out, is :mod:`clawrap.http._exchange_response`.
 A request naming a session runs inside its session's lock, with the stored
 conversation, and its reply is stored before the response ends
 (:mod:`clawrap.http._exchange_sessions`).
+
+The run's account (:class:`~clawrap.accounting._accountant.Run`) is given every
+usage the backend reports and is finished once, before the response's last bytes
+go out: the usage ledger already holds a run whose response a client has read.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 import trio
 
+from clawrap.accounting._accountant import Run
 from clawrap.core._backend import Backend
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
@@ -66,6 +71,11 @@ SHUTDOWN_GRACE = 5.0
 QUEUE_RETRY_AFTER = 2.0
 
 _CONTENT = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
+
+
+def client_gone() -> ClawrapError:
+    """How a run whose client left is recorded (an error, not one of the upstream's)."""
+    return ClawrapError("api_error", "The client went away.", code="client_disconnected")
 
 
 def internal_error(request_id: str | None = None) -> ClawrapError:
@@ -108,8 +118,10 @@ class Exchange:
         record: RequestRecord | None,
         shutdown: trio.Event | None,
         sessions: Sessions | None = None,
+        account: Run | None = None,
     ) -> None:
         self.receive = receive
+        self.account = account
         self._client_send = send
         self.send: Send = self._send
         self.dialect = dialect
@@ -191,6 +203,8 @@ class Exchange:
                 retry_after=QUEUE_RETRY_AFTER,
             )
         if error is not None:
+            if self.account is not None:
+                self.account.finish(error, upstream=error is self.backend_error)
             with trio.move_on_after(FINAL_WRITE_LIMIT):
                 if self.record is not None:
                     self.record.error = error.kind
@@ -213,8 +227,11 @@ class Exchange:
     async def _run(self) -> ClawrapError | None:
         """Take a run slot, run the backend and write the response."""
         borrower = object()
+        queued_at = trio.current_time()
         with trio.move_on_after(self.settings.queue_timeout) as queue:
             await self.limiter.acquire_on_behalf_of(borrower)
+        if self.account is not None:
+            self.account.queued(trio.current_time() - queued_at, refused=queue.cancelled_caught)
         if queue.cancelled_caught:
             # 429 rather than 503: the server is healthy, only busy for a moment. Both OpenAI
             # and Anthropic SDKs retry a 429 after its retry-after; a 503 reads as "down".
@@ -287,6 +304,10 @@ class Exchange:
                 event = await self._next(events)
                 if event is None:
                     break
+                if isinstance(event, Usage) and self.account is not None:
+                    # Taken here, not on its way out: a run that fails after reporting it
+                    # (over its budget) still cost what it says.
+                    self.account.add_usage(event)
                 await self._emit(self.pipeline.feed(event))
                 if self.pipeline.finished:
                     await self._stop_early(events, halt, backend_scope)
@@ -296,6 +317,8 @@ class Exchange:
             await self._emit(self.pipeline.close())
             if self.session is not None:
                 await self.session.commit(self.request, headers_sent=self.out.headers_sent)
+            if self.account is not None:
+                self.account.finish()
             await self.out.complete()
             return None
         except ClawrapError as exc:
@@ -316,6 +339,8 @@ class Exchange:
             async for event in events:
                 if isinstance(event, Usage):
                     self.pipeline.usage = event
+                    if self.account is not None:
+                        self.account.add_usage(event)
         backend_scope.cancel()
 
     async def _next(self, events: trio.MemoryReceiveChannel[Event]) -> Event | None:
@@ -372,6 +397,7 @@ async def run_exchange(
     record: RequestRecord | None = None,
     shutdown: trio.Event | None = None,
     sessions: Sessions | None = None,
+    account: Run | None = None,
 ) -> None:
     """Run one decoded completion request and write its response.
 
@@ -396,6 +422,7 @@ async def run_exchange(
         record=record,
         shutdown=shutdown,
         sessions=sessions,
+        account=account,
     )
     await exchange.run()
 
@@ -408,6 +435,7 @@ __all__ = [
     "SHUTDOWN_GRACE",
     "Exchange",
     "Sessions",
+    "client_gone",
     "internal_error",
     "run_exchange",
 ]

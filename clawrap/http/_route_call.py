@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from clawrap.accounting._keys import Identity
 from clawrap.core._errors import ClawrapError
 from clawrap.http._asgi import Receive, Request, Send, retry_after_header, send_json
 from clawrap.http._request_log import RequestRecord
@@ -35,6 +36,8 @@ class Call:
     path: str  # the route's canonical path (with /v1)
     shape: Shape
     params: dict[str, str] = field(default_factory=dict)
+    route: str | None = None  # the matched route (``/v1/models/{id}``), once routed
+    identity: Identity | None = None  # the key it came with, once checked
 
 
 Handler = Callable[[Call], Awaitable[None]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
+from clawrap.accounting._keys import LOCAL, Identity, KeyRing
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 
@@ -39,6 +40,9 @@ PREFLIGHT_MAX_AGE = "600"
 
 # Routes a monitor must reach without a key.
 OPEN_ROUTES = frozenset({("GET", "/health")})
+METRICS_ROUTE = "/metrics"
+# The identity of a request that came with the metrics key.
+METRICS_READER = "metrics"
 
 
 def host_name(host_header: str) -> str:
@@ -156,24 +160,39 @@ def check_api_key(
     ``GET /health`` and CORS preflights are always open: monitors and browsers
     send no credentials there.
     """
-    if not settings.api_key or (method, path) in OPEN_ROUTES or is_preflight(method, headers):
-        return None
-    expected = settings.api_key.encode()
-    for candidate in _candidates(headers):
+    found = authenticate(KeyRing.load(settings.api_key, None), settings, method, path, headers)
+    return found if isinstance(found, ClawrapError) else None
+
+
+def authenticate(
+    keys: KeyRing, settings: Settings, method: str, path: str, headers: Mapping[str, str]
+) -> Identity | ClawrapError:
+    """Who the request is (its key's identity), or a 401.
+
+    Open routes and preflights are anyone's; with no key configured every request is
+    the local user. ``settings.metrics_key`` opens ``GET /metrics`` and nothing else.
+    """
+    if (method, path) in OPEN_ROUTES or is_preflight(method, headers):
+        return Identity(LOCAL)
+    candidates = presented_keys(headers)
+    if settings.metrics_key and path == METRICS_ROUTE:
+        expected = settings.metrics_key.encode()
         # compare_digest: the time taken must not reveal how much of the key matched.
-        if hmac.compare_digest(candidate.encode(), expected):
-            return None
-    sent = any(_candidates(headers))
+        if any(hmac.compare_digest(c.encode(), expected) for c in candidates):
+            return Identity(METRICS_READER)
+    identity = keys.identify(candidates)
+    if identity is not None:
+        return identity
     return ClawrapError(
         "authentication",
         "Invalid API key."
-        if sent
+        if any(candidates)
         else "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
         code="invalid_api_key",
     )
 
 
-def _candidates(headers: Mapping[str, str]) -> list[str]:
+def presented_keys(headers: Mapping[str, str]) -> list[str]:
     # Both headers are tried: some tools send a placeholder Bearer and the real x-api-key.
     out: list[str] = []
     auth = headers.get("authorization")
@@ -191,7 +210,8 @@ def unsafe_settings_warnings(settings: Settings) -> list[str]:
     """Plain-language warnings about settings that expose the server (for the banner)."""
     warnings: list[str] = []
     name = host_name(settings.host)
-    if name not in _LOOPBACK_NAMES and not name.endswith(".localhost") and not settings.api_key:
+    keyed = settings.api_key or settings.keys_file
+    if name not in _LOOPBACK_NAMES and not name.endswith(".localhost") and not keyed:
         warnings.append(
             f"listening on {settings.host} (beyond this machine) with no API key: anyone who "
             "can reach this port can use your Claude account. Set CLAWRAP_API_KEY or --api-key."
@@ -209,7 +229,10 @@ def unsafe_settings_warnings(settings: Settings) -> list[str]:
 __all__ = [
     "ALLOW_HEADERS",
     "ALLOW_METHODS",
+    "METRICS_READER",
+    "METRICS_ROUTE",
     "OPEN_ROUTES",
+    "authenticate",
     "check_api_key",
     "check_host",
     "check_origin",
@@ -217,5 +240,6 @@ __all__ = [
     "host_name",
     "is_preflight",
     "preflight_headers",
+    "presented_keys",
     "unsafe_settings_warnings",
 ]
