@@ -29,7 +29,7 @@ HELP: dict[str, str] = {
     "cors_origins": "web origins allowed to call the server, comma-separated",
     "request_timeout": "seconds a whole request may take (default 600)",
     "idle_timeout": "seconds without output before a request fails (default 120)",
-    "queue_timeout": "seconds to wait for a free run slot before 429 (default 60)",
+    "queue_timeout": "seconds a request may queue, in all, before 429 (default 60)",
     "default_model": "model used when a request names none (default sonnet)",
 }
 

@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     request_timeout: Seconds = 600.0  # whole request deadline
     idle_timeout: Seconds = 120.0  # longest gap between upstream events
     max_concurrency: AtLeastOne = 4  # concurrent CLI runs
-    queue_timeout: Seconds = 60.0  # longest wait for a free run slot
+    queue_timeout: Seconds = 60.0  # longest a request queues (session, run slot, pool), in all
 
     # -- models
     default_model: Name = "sonnet"

@@ -123,6 +123,10 @@ class CompletionRequest:
     ``max_output_tokens`` and ``stop`` are enforced by clawrap itself.
     ``thinking_budget``: None leaves thinking off; a number of tokens turns it on.
     ``effort``: low / medium / high / max, Claude Code's effort level.
+    ``queue_deadline``: set by the server as the request starts queueing: the time, on the
+    server's trio clock, by which every wait for a resource (the session's lock, a run
+    slot, room for a CLI process) must be over; a backend that finds no room by then
+    answers 429. None: the backend's own ``queue_timeout`` from when it is asked.
     """
 
     model: str
@@ -141,6 +145,7 @@ class CompletionRequest:
     session_id: str | None = None
     agent: AgentOptions | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    queue_deadline: float | None = None
 
 
 __all__ = [
