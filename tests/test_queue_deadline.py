@@ -2,8 +2,9 @@
 CLI process share one ``queue_timeout``, on trio's virtual clock.
 
 The three resources are real (the session locks, the exchange's limiter, the process
-pool's count); each is held by a task for a set time, then freed. The backend takes room
-in the pool the way the Claude backend does, by the request's queue deadline.
+pool's count); each is held by a task for a set time, then freed. The backend waits for
+room in the count the way the pool does, until the request's queue deadline
+(tests/test_pool_cap.py shows the Claude backend's pool doing so with real processes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import trio
 import trio.testing
 from asgi_fakes import AsgiCall, FakeDialect, simple_request
 
-from clawrap.claude.pool._pool import ProcessPool
+from clawrap.claude.pool._count import ProcessCount
 from clawrap.core._config import Settings
 from clawrap.core._events import Event, Finished, TextDelta
 from clawrap.core._request import CompletionRequest, Turn
@@ -49,19 +50,21 @@ class Store:
 
 
 class PoolBackend:
-    """Answers once it has room in a real process pool (counted only: no process runs)."""
+    """Answers once the pool's process count has room (no process runs)."""
 
-    def __init__(self, pool: ProcessPool) -> None:
-        self.pool = pool
+    def __init__(self, count: ProcessCount) -> None:
+        self.count = count
         self.deadlines: list[float | None] = []
 
     async def run(
         self, request: CompletionRequest, events: trio.MemorySendChannel[Event], halt: trio.Event
     ) -> None:
         self.deadlines.append(request.queue_deadline)
-        async with self.pool.reserve(deadline=request.queue_deadline):
-            await events.send(TextDelta("ok"))
-            await events.send(Finished("end_turn"))
+        assert request.queue_deadline is not None
+        while not self.count.has_room():
+            await self.count.wait_for_room(request.queue_deadline)
+        await events.send(TextDelta("ok"))
+        await events.send(Finished("end_turn"))
 
     async def aclose(self) -> None:
         pass
@@ -76,8 +79,9 @@ async def queue_behind(
     """A request on session "s" whose lock, only run slot and only room in the pool are
     held from time 0 for the given seconds: its status, error code and when it ended."""
     settings = Settings(queue_timeout=QUEUE, max_concurrency=1, pool_max=1, pool_size=0)
-    locks, limiter, pool = SessionLocks(), trio.CapacityLimiter(1), ProcessPool(settings)
-    backend = PoolBackend(pool)
+    locks, limiter = SessionLocks(), trio.CapacityLimiter(1)
+    count = ProcessCount(1, settings, lambda: None)
+    backend = PoolBackend(count)
     asgi = AsgiCall([])
     async with trio.open_nursery() as nursery:
 
@@ -92,9 +96,12 @@ async def queue_behind(
                 await trio.sleep(slot_for)
 
         async def hold_room(task_status: trio.TaskStatus[None]) -> None:
-            async with pool.reserve():
-                task_status.started()
-                await trio.sleep(room_for)
+            process = object()  # stands for a live CLI process: it fills the count
+            count.live.add(process)  # type: ignore[arg-type]
+            task_status.started()
+            await trio.sleep(room_for)
+            count.live.discard(process)  # type: ignore[arg-type]
+            count.notify()
 
         start = trio.current_time()
         for holder, seconds in (
@@ -155,15 +162,3 @@ async def test_waits_that_add_up_to_less_than_the_timeout_run(
     status, _, ended, _ = await queue_behind(*waits)
     assert status == 200
     assert ended == max(waits)
-
-
-async def test_a_backend_asked_without_a_deadline_waits_its_own_queue_timeout(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    pool = ProcessPool(Settings(queue_timeout=QUEUE, pool_max=1, pool_size=0))
-    async with pool.reserve():
-        start = trio.current_time()
-        with pytest.raises(Exception, match="stayed busy"):
-            async with pool.reserve():
-                pass
-    assert trio.current_time() - start == QUEUE
