@@ -8,15 +8,19 @@ from typing import Any
 
 import pytest
 import trio
-from asgi_fakes import call, simple_request
+from asgi_fakes import AsgiCall, FakeDialect, call, simple_request
 from scripted_backend import ScriptedBackend
 
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.core._events import Finished, TextDelta, Usage
-from clawrap.core._request import EFFORT_LEVELS, CompletionRequest, ResponseFormat
+from clawrap.core._request import EFFORT_LEVELS, CompletionRequest, ResponseFormat, TextPart, Turn
 from clawrap.http._app import create_app
+from clawrap.http._exchange import run_exchange
+from clawrap.http._exchange_sessions import Sessions
 from clawrap.protocol._request_checks import check_request
+from clawrap.sessions._store import SessionLocks
+from tests.test_queue_deadline import Store
 
 HELLO = [TextDelta("Hello"), Usage(3, 1), Finished("end_turn")]
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
@@ -118,3 +122,48 @@ async def test_the_openai_refusal_names_every_level_it_takes() -> None:
     error = await checked_at_decode("/v1/chat/completions", body)
     for level in ("none", "minimal", *EFFORT_LEVELS):
         assert f"'{level}'" in error["message"]
+
+
+# -- the conversation's shape
+
+
+async def test_a_prefill_is_a_400_at_decode() -> None:
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "{"}]
+    error = await checked_at_decode("/v1/chat/completions", {**CHAT, "messages": messages})
+    assert "prefill" in error["message"]
+
+
+async def test_a_tool_call_without_its_result_is_a_400_at_decode() -> None:
+    tool = {"name": "get", "description": "d", "input_schema": {"type": "object"}}
+    call = {"type": "tool_use", "id": "toolu_9", "name": "get", "input": {}}
+    messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": "and?"},
+    ]
+    body = {**MESSAGES, "tools": [tool], "messages": messages}
+    error = await checked_at_decode("/v1/messages", body)
+    assert "toolu_9" in error["message"]
+
+
+async def test_a_sessions_merged_conversation_is_checked_before_a_run_slot() -> None:
+    backend = ScriptedBackend(HELLO)
+    limiter = trio.CapacityLimiter(1)
+    asgi = AsgiCall([])
+    prefill = (Turn("user", (TextPart("hi"),)), Turn("assistant", (TextPart("{"),)))
+    request = dataclasses.replace(simple_request(), turns=prefill, session_id="s")
+    with trio.fail_after(10):
+        await run_exchange(
+            asgi.receive,
+            asgi.send,
+            dialect=FakeDialect(),
+            request=request,
+            options=None,
+            backend=backend,
+            settings=Settings(),
+            limiter=limiter,
+            sessions=Sessions(Store(), SessionLocks()),  # type: ignore[arg-type]
+        )
+    assert asgi.response is not None and asgi.response.status == 400
+    assert "prefill" in asgi.response.json()["error"]["message"]
+    assert backend.runs == 0

@@ -51,6 +51,7 @@ from clawrap.http._asgi import Message, Receive, Send
 from clawrap.http._exchange_response import ResponseWriter
 from clawrap.http._exchange_sessions import Sessions, SessionTurn, sessions_unavailable
 from clawrap.http._request_log import RequestRecord
+from clawrap.protocol._conversation_shape import check_conversation
 from clawrap.protocol._dialect import Dialect
 from clawrap.protocol._output_pipeline import OutputPipeline
 
@@ -212,6 +213,8 @@ class Exchange:
         try:
             wait = deadline - trio.current_time()
             async with self.session.hold(self.request, wait=wait) as request:
+                # The whole conversation is known only now: its shape's 400s, before a slot.
+                check_conversation(request)
                 self.request = request
                 return await self._run()
         except ClawrapError as exc:

@@ -4,7 +4,10 @@ Sans-IO. Each dialect's decoder refuses what its own wire format gets wrong; thi
 checks what they all share, on the internal request once the ``X-Claude-*`` headers
 are laid over it: the effort level (one table, :data:`~clawrap.core._request.EFFORT_LEVELS`),
 the thinking budget, the response schema (compiled here, so a schema the answer could
-not be checked against never takes a run slot or a CLI process) and the session id.
+not be checked against never takes a run slot or a CLI process), the session id and,
+for a request without a session, the conversation's shape
+(:mod:`~clawrap.protocol._conversation_shape`; a session's conversation is checked once
+it is merged with the stored one, still before a run slot is taken).
 The HTTP layer calls :func:`check_request` right after decoding, for every dialect.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 from clawrap.core._errors import invalid_request
 from clawrap.core._request import EFFORT_LEVELS, CompletionRequest
 from clawrap.core._session_ids import check_session_id
+from clawrap.protocol._conversation_shape import check_conversation
 from clawrap.protocol._json_output import check_response_format
 
 
@@ -36,6 +40,8 @@ def check_request(request: CompletionRequest) -> CompletionRequest:
     check_response_format(request.response_format)
     if request.session_id is not None:
         check_session_id(request.session_id)
+    else:
+        check_conversation(request)
     return request
 
 
