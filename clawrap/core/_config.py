@@ -13,8 +13,9 @@ variable and what it accepts, one line per problem. ``Settings()`` from code rea
 no environment; :meth:`Settings.from_env` does.
 
 Adding a setting is one annotated line in the class body. Give numbers a range
-(the ``Port``, ``Seconds``, ``Count`` and ``AtLeastOne`` types below): a test
-holds every numeric field to that.
+(the ``Port``, ``Seconds``, ``SecondsOrOff``, ``Count`` and ``AtLeastOne`` types
+below, or ``Annotated[int, Field(ge=..., le=...)]``): a test holds every numeric
+field to that.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ ENV_PREFIX = "CLAWRAP_"
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
+SecondsOrOff = Annotated[float, Field(ge=0)]  # for "0: never"
 Count = Annotated[int, Field(ge=0)]
 AtLeastOne = Annotated[int, Field(ge=1)]
 Name = Annotated[str, Field(min_length=1)]
@@ -339,6 +341,7 @@ __all__ = [
     "Port",
     "Problem",
     "Seconds",
+    "SecondsOrOff",
     "Settings",
     "SettingsError",
     "accepts",
