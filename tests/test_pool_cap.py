@@ -8,6 +8,7 @@ processes; every test is bounded and proves no CLI process is left.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -91,6 +92,38 @@ async def test_a_request_that_finds_no_room_in_time_gets_a_429(
                 await started.wait()
                 with pytest.raises(ClawrapError) as raised:
                     await reply_text(backend, "no room")
+                nursery.cancel_scope.cancel()
+    assert raised.value.status == 429 and raised.value.code == "pool_full"
+    assert claude_children() == []
+
+
+async def test_a_request_waits_for_room_only_until_its_queue_deadline(
+    scripted_model: RunningScriptedModel, claude_env: dict[str, str]
+) -> None:
+    """The server's queue deadline, set when the request started queueing, bounds the wait
+    for room, not a fresh queue_timeout (here 60 s) from when the backend is asked."""
+    scripted_model.model.when("hold", Reply(tokens=400, delay=0.05))
+    settings = Settings(pool_size=1, pool_max=1, queue_timeout=60, upstream_retries=0)
+    started = trio.Event()
+    with trio.fail_after(LIMIT):
+        async with open_claude_backend(settings, cli_env=claude_env) as backend:
+            await backend.pool.wait_warm()
+            async with trio.open_nursery() as nursery:
+
+                async def hold() -> None:
+                    send, receive = trio.open_memory_channel[Event](math.inf)
+                    nursery.start_soon(backend.run, ask("hold it"), send, trio.Event())
+                    async for event in receive:
+                        if isinstance(event, TextDelta):
+                            started.set()
+
+                nursery.start_soon(hold)
+                await started.wait()
+                late = replace(ask("no room"), queue_deadline=trio.current_time() + 0.5)
+                send, _ = trio.open_memory_channel[Event](math.inf)
+                # Well short of queue_timeout: only the request's own deadline can end it.
+                with trio.fail_after(20), pytest.raises(ClawrapError) as raised:
+                    await backend.run(late, send, trio.Event())
                 nursery.cancel_scope.cancel()
     assert raised.value.status == 429 and raised.value.code == "pool_full"
     assert claude_children() == []

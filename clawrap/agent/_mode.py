@@ -37,14 +37,13 @@ from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._workdir import WorkDir, bad_value, check_agent_roots, resolve_cwd
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
-from clawrap.core._request import AgentOptions, CompletionRequest
+from clawrap.core._request import EFFORT_LEVELS, AgentOptions, CompletionRequest
 
 MAX_TURNS = 500
 MIN_THINKING_TOKENS = 1024
 MAX_THINKING_TOKENS = 128_000
 # Thinking turned on without a budget; the same as the Anthropic decoder's adaptive budget.
 DEFAULT_THINKING_BUDGET = 16_000
-EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
 PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions")
 # The CLI's tools offered when a request names none. Measured (CLI 2.1.x): the
 # claude_code preset also brings web access, sub-agents, cron and worktrees.

@@ -131,7 +131,7 @@ class ClaudeBackend:
     ) -> None:
         if request.agent is not None:
             # The run spawns its own process: it counts against the pool's capacity.
-            async with self.pool.reserve():
+            async with self.pool.reserve(deadline=request.queue_deadline):
                 await self.agent.run(request, events, halt)
             return
         tools = build_client_tools(request)
@@ -192,10 +192,11 @@ class ClaudeBackend:
         request: CompletionRequest,
     ) -> None:
         """Run on a pooled process; once more on a fresh one if a reused one broke silently."""
-        proc = await self.pool.acquire(spec)
+        deadline = request.queue_deadline
+        proc = await self.pool.acquire(spec, deadline=deadline)
         if await self._attempt(proc, content, tools, events, halt, request):
             log.info("reused CLI process %s failed; retrying on a fresh one", proc.pid)
-            proc = await self.pool.acquire(spec, fresh=True)
+            proc = await self.pool.acquire(spec, fresh=True, deadline=deadline)
             await self._attempt(proc, content, tools, events, halt, request, retry=False)
 
     async def _attempt(

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clawrap.core._request import CompletionRequest, NamedTool, ToolSpec
+from clawrap.protocol._conversation_shape import offers_tools
 
 if TYPE_CHECKING:
     from claude_agent_sdk import HookContext, HookInput, HookJSONOutput
@@ -80,15 +81,6 @@ def input_schema(spec: ToolSpec) -> dict[str, Any]:
     if "properties" not in schema:
         schema["properties"] = {}
     return schema
-
-
-def offers_tools(request: CompletionRequest) -> bool:
-    """Whether the CLI gets the client's tools for this request.
-
-    ``tool_choice: "none"`` is honoured by offering nothing: then no call can
-    happen, whatever the model would like.
-    """
-    return bool(request.tools) and request.tool_choice != "none"
 
 
 def _choice_key(request: CompletionRequest) -> str:

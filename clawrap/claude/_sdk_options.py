@@ -35,16 +35,12 @@ from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import agent_sdk_options
 from clawrap.claude._client_tools import ClientTools
 from clawrap.core._config import Settings
-from clawrap.core._errors import invalid_request
 from clawrap.core._request import CompletionRequest, ResponseFormat
-from clawrap.protocol._json_output import check_response_format
 
 log = logging.getLogger("clawrap.cli")
 
 # Used when a request has no system text, so the CLI's agent prompt is never sent.
 NEUTRAL_SYSTEM_PROMPT = "You are a helpful assistant."
-
-EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,16 +226,9 @@ class OptionsBuilder:
         resume: str | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> SpawnSpec:
-        if request.effort is not None and request.effort not in EFFORT_LEVELS:
-            raise invalid_request(
-                f"Unknown effort {request.effort!r}; use one of {', '.join(EFFORT_LEVELS)}.",
-                param="reasoning_effort",
-            )
+        # The effort, thinking budget and response schema were checked at decode
+        # (clawrap.protocol._request_checks), before the request queued.
         budget = request.thinking_budget
-        if budget is not None and (isinstance(budget, bool) or budget < 1):
-            raise invalid_request("The thinking budget must be a positive number of tokens.")
-        # Before a process is taken: a schema the answer cannot be checked against is a 400.
-        check_response_format(request.response_format)
         system = request.system if request.system else NEUTRAL_SYSTEM_PROMPT
         suffix = getattr(tools, "system_suffix", "") if tools else ""
         if suffix:

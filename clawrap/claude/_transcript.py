@@ -49,8 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from clawrap.claude._client_tools import offers_tools, sdk_tool_name
-from clawrap.core._errors import ClawrapError, invalid_request
+from clawrap.claude._client_tools import sdk_tool_name
+from clawrap.core._errors import ClawrapError
 from clawrap.core._request import (
     CompletionRequest,
     DocumentPart,
@@ -62,6 +62,7 @@ from clawrap.core._request import (
     ToolUsePart,
     Turn,
 )
+from clawrap.protocol._conversation_shape import check_conversation, kept, tools_in_play
 
 # The CLI's switch for continuing a resumed session whose last turn is the user's.
 RESUME_ENV = {"CLAUDE_CODE_RESUME_INTERRUPTED_TURN": "1"}
@@ -126,16 +127,16 @@ def _result_text(part: ToolResultPart) -> str:
 
 
 def _block(part: Part, tools_offered: bool) -> dict[str, Any] | None:
-    """One content block, or None when the part is dropped."""
+    """One content block, or None when the part is dropped (:func:`kept`)."""
+    if not kept(part):
+        return None
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text} if part.text.strip() else None
+        return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
         return _image_block(part)
     if isinstance(part, DocumentPart):
         return _document_block(part)
     if isinstance(part, ThinkingPart):
-        if not part.signature:
-            return None  # the API refuses thinking it did not sign
         return {"type": "thinking", "thinking": part.thinking, "signature": part.signature}
     if isinstance(part, ToolUsePart):
         if not tools_offered:
@@ -187,32 +188,6 @@ def to_messages(turns: Iterable[Turn], tools_offered: bool = True) -> list[dict[
             0, {"role": "user", "content": [{"type": "text", "text": LEADING_USER_TEXT}]}
         )
     return messages
-
-
-def check_tool_pairing(messages: list[dict[str, Any]]) -> None:
-    """Every call answered in the next turn, every result answering a call (else a 400)."""
-    pending: set[str] = set()
-    for message in messages:
-        blocks = message["content"]
-        if message["role"] == "assistant":
-            pending = {b["id"] for b in blocks if b["type"] == "tool_use"}
-            continue
-        answered = {b["tool_use_id"] for b in blocks if b["type"] == "tool_result"}
-        stray = sorted(answered - pending)
-        if stray:
-            raise invalid_request(
-                f"The tool result for '{stray[0]}' does not follow an assistant tool call with "
-                "that id.",
-                param="messages",
-            )
-        missing = sorted(pending - answered)
-        if missing:
-            raise invalid_request(
-                f"The assistant's tool call '{missing[0]}' has no tool result in the message "
-                "after it.",
-                param="messages",
-            )
-        pending = set()
 
 
 # ---------------------------------------------------------------- messages -> transcript
@@ -301,17 +276,10 @@ def write_transcript(
 def split_history(
     request: CompletionRequest,
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """(messages for the transcript, prompt to send or None) — the pure half of the plan."""
-    messages = to_messages(request.turns, offers_tools(request) or request.agent is not None)
-    if not messages:
-        raise invalid_request("The conversation has no content.", param="messages")
-    if messages[-1]["role"] != "user":
-        raise invalid_request(
-            "The last message must be the user's: continuing an assistant message (prefill) "
-            "is not supported.",
-            param="messages",
-        )
-    check_tool_pairing(messages)
+    """(messages for the transcript, prompt to send or None) — the pure half of the plan.
+    A conversation of the wrong shape is a 400 (:func:`check_conversation`)."""
+    check_conversation(request)
+    messages = to_messages(request.turns, tools_in_play(request))
     last = messages[-1]
     if any(b["type"] == "tool_result" for b in last["content"]):
         return messages, None
@@ -339,7 +307,6 @@ def plan_history(request: CompletionRequest, config_dir: Path, cwd: str) -> Hist
 __all__ = [
     "RESUME_ENV",
     "HistoryPlan",
-    "check_tool_pairing",
     "plan_history",
     "project_key",
     "split_history",

@@ -24,7 +24,7 @@ from typing import Any, Literal, TextIO
 
 from clawrap._version import __version__
 from clawrap.core._auth import LOGIN_HINT, cli_info, detect_auth
-from clawrap.core._config import Settings
+from clawrap.core._config import Settings, SettingsError
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -359,7 +359,12 @@ def doctor_main(
     args = parse_args(argv)
     env: Mapping[str, str] = os.environ if environ is None else environ
     stream = sys.stdout if out is None else out
-    settings = Settings.from_env(env, port=args.port, host=args.host)
+    try:
+        settings = Settings.from_env(env, port=args.port, host=args.host)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"clawrap doctor: {problem}", file=sys.stderr)
+        return 1
     checks = run_checks(settings, env, live=args.live, model=args.model)
     # A reader that went away (`clawrap doctor | head`) is not a failed check.
     with contextlib.suppress(BrokenPipeError):

@@ -10,14 +10,13 @@ command, ``serve`` runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, get_type_hints
+from typing import Any
 
 from clawrap._version import __version__
-from clawrap.core._config import Settings, _parse
+from clawrap.core._config import Settings, SettingsError, accepts, env_name, flag_name
 
 HELP: dict[str, str] = {
     "host": "address to listen on (default 127.0.0.1: this machine only)",
@@ -33,7 +32,7 @@ HELP: dict[str, str] = {
     "cors_origins": "web origins allowed to call the server, comma-separated",
     "request_timeout": "seconds a whole request may take (default 600)",
     "idle_timeout": "seconds without output before a request fails (default 120)",
-    "queue_timeout": "seconds to wait for a free run slot before 429 (default 60)",
+    "queue_timeout": "seconds a request may queue, in all, before 429 (default 60)",
     "default_model": "model used when a request names none (default sonnet)",
 }
 
@@ -41,34 +40,43 @@ DELEGATED = ("mock-upstream", "doctor", "login", "keys", "usage")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    hints = get_type_hints(Settings)
-    for f in dataclasses.fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        env = "CLAWRAP_" + f.name.upper()
-        text = HELP.get(f.name, "")
+    for name, info in Settings.model_fields.items():
+        env = env_name(name)
+        text = HELP.get(name, "")
         text = f"{text} [{env}]" if text else f"[{env}]"
-        hint = hints[f.name]
-        if hint is bool:
+        if info.annotation is bool:
             parser.add_argument(
-                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text
+                flag_name(name),
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=text,
             )
         else:
             parser.add_argument(
-                flag,
-                dest=f.name,
+                flag_name(name),
+                dest=name,
                 default=None,
-                metavar=f.name.upper(),
-                type=_converter(f.name, hint),
+                metavar=name.upper(),
+                type=_converter(name, info.annotation),
                 help=text,
             )
 
 
-def _converter(name: str, hint: Any) -> Any:
+def _converter(name: str, annotation: Any) -> Any:
+    """Numbers are read here, so ``--port eighty`` is a usage error; every range and
+    every other field is checked by :class:`Settings` itself."""
+    number = annotation if annotation in (int, float) else None
+
     def convert(raw: str) -> Any:
+        if number is None:
+            return raw
         try:
-            return _parse(name, hint, raw)
-        except SystemExit:
-            raise argparse.ArgumentTypeError(f"{raw!r} is not a valid value") from None
+            return number(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{raw!r} is not {accepts(name).split(',')[0]}"
+            ) from None
 
     convert.__name__ = name  # argparse names the type in its error messages
     return convert
@@ -96,8 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
-    return Settings.from_env(**overrides)
+    """The flags over ``CLAWRAP_*`` over the defaults. Raises SettingsError, its problems
+    naming the flag or variable each bad value came from."""
+    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        given = [name for name, value in overrides.items() if value is not None]
+        raise exc.from_source("flag", given) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,7 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         args_list.insert(0, "serve")
     args = build_parser().parse_args(args_list)
-    return _serve(settings_from_args(args))
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        return _refuse(exc)
+    return _serve(settings)
+
+
+def _refuse(error: SettingsError) -> int:
+    for problem in error.problems:
+        print(f"clawrap: {problem}", file=sys.stderr)
+    return 2
 
 
 def _delegate(command: str, argv: list[str]) -> int:
@@ -135,7 +159,10 @@ def _login(argv: list[str]) -> int:
 
     from clawrap.core._auth import cli_info
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return _refuse(exc)
     cli = cli_info(settings, run=False)
     if cli.path is None:
         print("clawrap: no Claude Code CLI found; set CLAWRAP_CLI_PATH", file=sys.stderr)
@@ -147,31 +174,19 @@ def _login(argv: list[str]) -> int:
 
 
 def settings_problems(settings: Settings) -> list[str]:
-    """Values the server cannot run with, in words (flags and variables alike)."""
-    problems = []
-    if settings.log_format not in ("text", "json"):
-        problems.append(f"log format {settings.log_format!r}: use text or json")
-    if not 0 <= settings.port <= 65535:
-        problems.append(f"port {settings.port}: use 0-65535")
-    if settings.max_concurrency < 1:
-        problems.append("max concurrency must be at least 1")
-    if settings.max_body_bytes < 1:
-        problems.append("max body bytes must be at least 1")
-    for name in ("request_timeout", "idle_timeout", "queue_timeout"):
-        if getattr(settings, name) <= 0:
-            problems.append(f"{name.replace('_', ' ')} must be more than 0 seconds")
-    return problems
+    """Values the server cannot run with, in words. :class:`Settings` checks every value
+    as it is set, so this finds none unless a check was bypassed (``model_construct``)."""
+    try:
+        Settings.model_validate(dict(settings))
+    except SettingsError as exc:
+        return [str(p) for p in exc.problems]
+    return []
 
 
 def _serve(settings: Settings) -> int:
     from clawrap.cli._server import run
     from clawrap.http._request_log import configure_logging
 
-    problems = settings_problems(settings)
-    if problems:
-        for problem in problems:
-            print(f"clawrap: {problem}", file=sys.stderr)
-        return 2
     configure_logging(settings.log_format, settings.log_level)
     try:
         return run(settings)

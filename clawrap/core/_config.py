@@ -1,19 +1,54 @@
-"""Settings: one plain object, filled from defaults, ``CLAWRAP_*`` variables and flags.
+"""Settings: one validated object, filled from defaults, ``CLAWRAP_*`` variables, flags or code.
 
 Every field can be set from the environment as ``CLAWRAP_<FIELD NAME IN CAPITALS>``
 (``CLAWRAP_MAX_CONCURRENCY=8``); lists are comma-separated, booleans accept
-1/0/true/false/yes/no/on/off. Command-line flags override the environment.
-Timeouts are seconds and are applied at call sites with trio scopes.
+1/0/true/false/yes/no/on/off, and an empty variable counts as unset. Command-line
+flags override the environment. Timeouts are seconds and are applied at call sites
+with trio scopes.
+
+Every value is checked against its field's type and range however it arrives
+(``Settings(port=70000)`` in code, ``CLAWRAP_PORT=70000``, ``--port 70000``, or an
+assignment later): a bad one raises :class:`SettingsError`, which names the
+variable and what it accepts, one line per problem. ``Settings()`` from code reads
+no environment; :meth:`Settings.from_env` does.
+
+Adding a setting is one annotated line in the class body. Give numbers a range
+(the ``Port``, ``Seconds``, ``SecondsOrOff``, ``Count`` and ``AtLeastOne`` types
+below, or ``Annotated[int, Field(ge=..., le=...)]``): a test holds every numeric
+field to that.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "CLAWRAP_"
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+SecondsOrOff = Annotated[float, Field(ge=0)]  # for "0: never"
+Count = Annotated[int, Field(ge=0)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+Name = Annotated[str, Field(min_length=1)]
 
 
 def default_data_dir() -> Path:
@@ -27,50 +62,111 @@ def default_data_dir() -> Path:
     return home / ".local" / "share" / "clawrap"
 
 
-@dataclass(slots=True)
-class Settings:
+Source = Literal["code", "env", "flag"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One bad value: the field, the value given, what the field accepts, and where the
+    value came from (``code``, the ``env``ironment or a command-line ``flag``)."""
+
+    field: str
+    value: Any
+    rule: str
+    source: Source = "code"
+
+    def __str__(self) -> str:
+        shown = "(hidden)" if "key" in self.field else _shown(self.value)
+        if self.source == "env":
+            where = f"{env_name(self.field)}={shown}"
+        elif self.source == "flag":
+            where = f"{flag_name(self.field)} {shown}"
+        else:
+            where = f"{self.field}={shown} ({env_name(self.field)})"
+        return f"{where}: {self.rule}"
+
+
+class SettingsError(Exception):
+    """Values the server cannot run with; ``str()`` is one line per :class:`Problem`.
+
+    Not a ValueError on purpose: pydantic would fold one raised in a validator into
+    its own error and lose the wording.
+    """
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def from_source(self, source: Source, fields: Iterable[str]) -> SettingsError:
+        """The same problems, those of ``fields`` labelled as coming from ``source``."""
+        names = set(fields)
+        return SettingsError(
+            replace(p, source=source) if p.field in names else p for p in self.problems
+        )
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        env_ignore_empty=True,
+        enable_decoding=False,  # lists are comma-separated, not JSON
+        extra="forbid",
+        validate_assignment=True,
+        validate_default=True,
+        hide_input_in_errors=True,  # an API key must not reach a log through an error
+    )
+
     # -- listening
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: Name = "127.0.0.1"
+    port: Port = 8000
     api_key: str | None = None
     keys_file: str | None = None  # per-key names, limits and admin flags (TOML or JSON)
     metrics_key: str | None = None  # a key that may read GET /metrics and nothing else
-    allowed_hosts: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ()
-    log_format: str = "text"  # text | json
-    log_level: str = "info"
+    allowed_hosts: tuple[Name, ...] = ()
+    cors_origins: tuple[Name, ...] = ()
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
     # -- limits and time
-    max_body_bytes: int = 20 * 1024 * 1024
-    request_timeout: float = 600.0  # whole request deadline
-    idle_timeout: float = 120.0  # longest gap between upstream events
-    max_concurrency: int = 4  # concurrent CLI runs
-    queue_timeout: float = 60.0  # longest wait for a free run slot
+    max_body_bytes: AtLeastOne = 20 * 1024 * 1024
+    request_timeout: Seconds = 600.0  # whole request deadline
+    idle_timeout: Seconds = 120.0  # longest gap between upstream events
+    max_concurrency: AtLeastOne = 4  # concurrent CLI runs
+    queue_timeout: Seconds = 60.0  # longest a request queues (session, run slot, pool), in all
 
     # -- models
-    default_model: str = "sonnet"
-    models: tuple[str, ...] = ()  # overrides the advertised catalogue
+    default_model: Name = "sonnet"
+    models: tuple[Name, ...] = ()  # overrides the advertised catalogue
     allow_any_model: bool = False  # pass unknown model ids through to the CLI
 
     # -- the Claude Code CLI
     cli_path: str | None = None
     # Longest wait for a CLI process to answer the SDK's initialize (~0.3 s normally; a first
     # run may be slowed by a malware scan of the binary). The SDK alone would wait 60 s.
-    cli_start_timeout: float = 30.0
-    upstream_retries: int = 2  # CLAUDE_CODE_MAX_RETRIES for the CLI
+    cli_start_timeout: Seconds = 30.0
+    upstream_retries: Count = 2  # CLAUDE_CODE_MAX_RETRIES for the CLI
     offline: bool = False  # start the scripted model in-process and point the CLI at it
     config_dir: str | None = None  # CLAUDE_CONFIG_DIR for the CLI; None keeps the user's
-    data_dir: Path = field(default_factory=default_data_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
 
     # -- warm processes
-    pool_size: int = 2  # processes kept warm per common configuration
-    pool_max: int = 8  # most CLI processes that may exist at once
-    pool_idle_expiry: float = 600.0
-    pool_memory_mb: int = 4096  # budget for all CLI processes (counted as 400 MB each)
-    pool_parked: int = 4  # processes kept holding a conversation for its next turn (0: off)
+    pool_size: Count = 2  # processes kept warm per common configuration
+    pool_max: AtLeastOne = 8  # most CLI processes that may exist at once
+    pool_idle_expiry: Seconds = 600.0
+    pool_memory_mb: AtLeastOne = 4096  # budget for all CLI processes (counted as 400 MB each)
+    pool_parked: Count = 4  # processes kept holding a conversation for its next turn (0: off)
 
     # -- sessions
-    session_ttl: float = 3600.0
+    session_ttl: Seconds = 3600.0
     session_db: str | None = None  # default: <data_dir>/sessions.sqlite3
     usage_db: str | None = None  # default: <data_dir>/usage.sqlite3
 
@@ -78,54 +174,181 @@ class Settings:
     allow_remote_images: bool = False  # http(s) image URLs go to the model as URL sources
 
     # -- agent mode
-    agent_roots: tuple[str, ...] = ()  # empty: agent mode off
+    agent_roots: tuple[Name, ...] = ()  # empty: agent mode off
     agent_allow_bypass: bool = False
-    agent_timeout: float = 1800.0
+    agent_timeout: Seconds = 1800.0
     mcp_config: str | None = None  # Claude Code's MCP JSON format
+
+    # -- how values are read and checked
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Text as the environment and flags give it: stripped, lists split at commas,
+        names of levels in any case, an empty string for an optional one as unset."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        if get_origin(annotation) is tuple:
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if get_origin(annotation) is Literal:
+            return value.lower()
+        if value == "" and NoneType in get_args(annotation):
+            return None
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if origin != "*" and not (sep and scheme and rest and "/" not in rest):
+                raise ValueError(
+                    f"cors origins must be * or scheme://host[:port] with no path, not {origin!r}"
+                )
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _in_words(cls, values: Any, handler: Callable[[Any], Settings]) -> Settings:
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc, values)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Code gets what it passes: only from_env reads the environment.
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``CLAWRAP_*`` from ``environ``, then non-None ``overrides``."""
-        env = os.environ if environ is None else environ
-        hints = get_type_hints(cls)
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get("CLAWRAP_" + f.name.upper())
-            if raw is not None:
-                values[f.name] = _parse(f.name, hints[f.name], raw)
-        for name, value in overrides.items():
-            if value is not None:
-                values[name] = value
-        return cls(**values)
+        """Defaults, then ``CLAWRAP_*`` from ``environ`` (the process environment by
+        default), then non-None ``overrides``. Raises :class:`SettingsError`."""
+        found = _Environment(cls, os.environ if environ is None else environ)()
+        given = {name: value for name, value in overrides.items() if value is not None}
+        try:
+            return cls(**{**found, **given})
+        except SettingsError as exc:
+            raise exc.from_source("env", set(found) - set(given)) from None
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' reading of ``CLAWRAP_*`` variables, from a given mapping."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # The library's own hook (its .env source overrides it too); as it would with
+        # case_sensitive=False, match names in any case.
+        ignore_empty = self.env_ignore_empty
+        return {
+            name.lower(): value
+            for name, value in self._environ.items()
+            if not (ignore_empty and value == "")
+        }
 
 
-def _parse(name: str, hint: Any, raw: str) -> Any:
-    text = str(hint)
-    try:
-        if hint is bool:
-            low = raw.strip().lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError(raw)
-        if hint is int:
-            return int(raw)
-        if hint is float:
-            return float(raw)
-        if hint is Path:
-            return Path(raw).expanduser()
-        if text.startswith("tuple"):
-            return tuple(s.strip() for s in raw.split(",") if s.strip())
-        if "None" in text:
-            return raw or None
-        return raw
-    except ValueError:
-        raise SystemExit(f"clawrap: CLAWRAP_{name.upper()}={raw!r} is not a valid value") from None
+def _problems(exc: ValidationError, values: Any) -> list[Problem]:
+    given = values if isinstance(values, Mapping) else {}
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "extra_forbidden":
+            problems.append(Problem(field, given.get(field), "there is no such setting"))
+            continue
+        if field not in Settings.model_fields:
+            problems.append(Problem(field, given.get(field), str(error["msg"])))
+            continue
+        if error["type"] == "value_error":
+            rule = str(error["msg"]).removeprefix("Value error, ")
+        else:
+            rule = f"{field.replace('_', ' ')} must be {accepts(field)}"
+        problems.append(Problem(field, given.get(field, error.get("input")), rule))
+    return problems
 
 
-__all__ = ["Settings", "default_data_dir"]
+def accepts(field: str) -> str:
+    """What ``field`` accepts, in words: ``a whole number from 0 to 65535``."""
+    info = Settings.model_fields[field]
+    kind = _kind(info.annotation)
+    bounds: dict[str, Any] = {}
+    for item in info.metadata:
+        for bound in ("ge", "gt", "le", "lt", "min_length"):
+            if getattr(item, bound, None) is not None:
+                bounds[bound] = getattr(item, bound)
+    low = bounds.get("ge", bounds.get("gt"))
+    if "ge" in bounds and "le" in bounds:
+        kind += f" from {bounds['ge']} to {bounds['le']}"
+    elif "ge" in bounds:
+        kind += f", at least {low}"
+    elif "gt" in bounds:
+        kind += f", more than {low}"
+    elif bounds.get("min_length"):
+        kind = "non-empty " + kind
+    if _optional(info.annotation):
+        kind += " (or unset)"
+    return kind
+
+
+def _optional(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, UnionType) and NoneType in get_args(annotation)
+
+
+def _kind(annotation: Any) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        return " or ".join(_kind(a) for a in args if a is not NoneType)
+    if origin is Literal:
+        names = [str(a) for a in args]
+        return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+    if origin is tuple:
+        return "a comma-separated list"
+    if origin is Annotated:
+        return _kind(args[0])
+    if annotation is bool:
+        return "on or off (1/0, true/false, yes/no, on/off)"
+    if annotation is int:
+        return "a whole number"
+    if annotation is float:
+        return "a number"
+    if annotation is Path:
+        return "a path"
+    return "text"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+__all__ = [
+    "AtLeastOne",
+    "Count",
+    "Name",
+    "Port",
+    "Problem",
+    "Seconds",
+    "SecondsOrOff",
+    "Settings",
+    "SettingsError",
+    "accepts",
+    "default_data_dir",
+    "env_name",
+    "flag_name",
+]

@@ -9,7 +9,11 @@ with slots, no I/O, no SDK types. Conversation content is Anthropic-shaped
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+# Claude Code's effort levels, lowest first: the one list every surface checks against.
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+EFFORT_LEVELS: tuple[Effort, ...] = get_args(Effort)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +126,11 @@ class CompletionRequest:
     asked for and is echoed back in responses.
     ``max_output_tokens`` and ``stop`` are enforced by clawrap itself.
     ``thinking_budget``: None leaves thinking off; a number of tokens turns it on.
-    ``effort``: low / medium / high / max, Claude Code's effort level.
+    ``effort``: one of :data:`EFFORT_LEVELS`, Claude Code's effort level.
+    ``queue_deadline``: set by the server as the request starts queueing: the time, on the
+    server's trio clock, by which every wait for a resource (the session's lock, a run
+    slot, room for a CLI process) must be over; a backend that finds no room by then
+    answers 429. None: the backend's own ``queue_timeout`` from when it is asked.
     """
 
     model: str
@@ -144,12 +152,15 @@ class CompletionRequest:
     # CLI checks it after each model turn and stops the run there.
     max_budget_usd: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    queue_deadline: float | None = None
 
 
 __all__ = [
+    "EFFORT_LEVELS",
     "AgentOptions",
     "CompletionRequest",
     "DocumentPart",
+    "Effort",
     "ImagePart",
     "NamedTool",
     "Part",

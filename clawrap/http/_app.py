@@ -61,6 +61,7 @@ from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
 from clawrap.protocol._dialect import Dialect, TokenCounting
+from clawrap.protocol._request_checks import check_request
 from clawrap.sessions._store import SessionStore
 
 logger = logging.getLogger("clawrap.app")
@@ -273,7 +274,8 @@ class App:
             claude = parse_claude_headers(body, headers, self.settings, self.mcp)
             body = {k: v for k, v in body.items() if k not in _CLAUDE_FIELDS}
             request, options = dialect.decode(body, headers, self.settings)
-            request = claude.apply(request)
+            # Every 400 before the request queues for a session, a run slot or a process.
+            request = check_request(claude.apply(request))
             run = self._admit(call, request)
         except ClawrapError as error:
             await send_json(

@@ -5,7 +5,9 @@ The shape of one exchange (``docs/ARCHITECTURE.md``, "The path of one request"):
     request nursery ──┬─ disconnect watcher: receive() -> http.disconnect cancels everything
                       ├─ shutdown watcher: after a grace, ends the request with an error
                       └─ deadline (request_timeout; agent_timeout in agent mode)
-                          └─ run slot (limiter, queue_timeout) acquired inside the scope
+                          └─ queue deadline (queue_timeout): one bound on all waits for
+                             the session's lock, a run slot (limiter) and, in the backend,
+                             room for a CLI process (CompletionRequest.queue_deadline)
                               └─ backend nursery ──┬─ backend.run(request, channel, halt)
                                                    └─ consumer: events -> output pipeline
                                                       -> encoder/collector -> send
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -53,6 +56,7 @@ from clawrap.http._asgi import Message, Receive, Send
 from clawrap.http._exchange_response import ResponseWriter
 from clawrap.http._exchange_sessions import Sessions, SessionTurn, sessions_unavailable
 from clawrap.http._request_log import RequestRecord
+from clawrap.protocol._conversation_shape import check_conversation
 from clawrap.protocol._dialect import Dialect
 from clawrap.protocol._output_pipeline import OutputPipeline
 
@@ -212,13 +216,19 @@ class Exchange:
 
     async def _work(self) -> ClawrapError | None:
         """Everything under the deadline. Returns the failure to render, or None when done."""
+        # One queue deadline for every wait the request makes before it runs.
+        deadline = trio.current_time() + self.settings.queue_timeout
+        self.request = replace(self.request, queue_deadline=deadline)
         if self.request.session_id is None:
             return await self._run()
         if self.sessions is None:
             return sessions_unavailable()
         self.session = SessionTurn(self.sessions)
         try:
-            async with self.session.hold(self.request, wait=self.settings.queue_timeout) as request:
+            wait = deadline - trio.current_time()
+            async with self.session.hold(self.request, wait=wait) as request:
+                # The whole conversation is known only now: its shape's 400s, before a slot.
+                check_conversation(request)
                 self.request = request
                 return await self._run()
         except ClawrapError as exc:
@@ -228,7 +238,9 @@ class Exchange:
         """Take a run slot, run the backend and write the response."""
         borrower = object()
         queued_at = trio.current_time()
-        with trio.move_on_after(self.settings.queue_timeout) as queue:
+        deadline = self.request.queue_deadline
+        assert deadline is not None  # set by _work
+        with trio.move_on_at(deadline) as queue:
             await self.limiter.acquire_on_behalf_of(borrower)
         if self.account is not None:
             self.account.queued(trio.current_time() - queued_at, refused=queue.cancelled_caught)
@@ -237,8 +249,9 @@ class Exchange:
             # and Anthropic SDKs retry a 429 after its retry-after; a 503 reads as "down".
             return ClawrapError(
                 "rate_limit",
-                f"All {self.settings.max_concurrency} run slots stayed busy for "
-                f"{self.settings.queue_timeout:g} s (CLAWRAP_MAX_CONCURRENCY); retry shortly.",
+                f"All {self.settings.max_concurrency} run slots stayed busy until the request "
+                f"had queued {self.settings.queue_timeout:g} s (CLAWRAP_MAX_CONCURRENCY, "
+                "CLAWRAP_QUEUE_TIMEOUT); retry shortly.",
                 code="concurrency_limit",
                 retry_after=QUEUE_RETRY_AFTER,
             )

@@ -80,10 +80,16 @@ class ProcessCount:
             self.live.discard(proc)
             self.notify()
 
+    def deadline(self, given: float | None) -> float:
+        """When a wait for room ends: ``given`` (the request's queue deadline), else
+        ``queue_timeout`` from now."""
+        return trio.current_time() + self.queue_timeout if given is None else given
+
     @asynccontextmanager
-    async def reserve(self) -> AsyncIterator[None]:
-        """Count one process spawned elsewhere for the whole block; waits for room first."""
-        deadline = trio.current_time() + self.queue_timeout
+    async def reserve(self, *, deadline: float | None = None) -> AsyncIterator[None]:
+        """Count one process spawned elsewhere for the whole block; waits for room first,
+        until ``deadline`` (see :meth:`deadline`)."""
+        deadline = self.deadline(deadline)
         while not self.has_room():
             await self.wait_for_room(deadline)
         self.reserved += 1
@@ -110,8 +116,9 @@ class ProcessCount:
             self._room_waiters -= 1
         raise ClawrapError(
             "rate_limit",
-            f"All {self.capacity} CLI processes stayed busy for {self.queue_timeout:g} s "
-            "(CLAWRAP_POOL_MAX, CLAWRAP_POOL_MEMORY_MB); retry shortly.",
+            f"All {self.capacity} CLI processes stayed busy until the request had queued "
+            f"{self.queue_timeout:g} s (CLAWRAP_POOL_MAX, CLAWRAP_POOL_MEMORY_MB, "
+            "CLAWRAP_QUEUE_TIMEOUT); retry shortly.",
             code="pool_full",
             retry_after=FULL_RETRY_AFTER,
         )

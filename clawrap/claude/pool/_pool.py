@@ -13,7 +13,8 @@ The capacity (``pool_max`` within ``pool_memory_mb``) is an invariant kept by
 through it, and agent runs, which spawn their own processes, hold a
 :meth:`ProcessPool.reserve` for their whole run. A request that finds no room
 evicts a parked or idle process and waits for it to exit, or waits for a
-process to come back, for at most ``queue_timeout`` (then a 429).
+process to come back, until the request's queue deadline (then a 429): the
+server gives each request one ``queue_timeout`` for all its waits.
 
 Parking (implicit continuation): a process whose turn ended normally can be
 *parked*, its conversation intact, under that conversation's fingerprint
@@ -187,16 +188,20 @@ class ProcessPool:
 
     # -- acquire and release
 
-    async def acquire(self, spec: SpawnSpec, *, fresh: bool = False) -> CliProcess:
+    async def acquire(
+        self, spec: SpawnSpec, *, fresh: bool = False, deadline: float | None = None
+    ) -> CliProcess:
         """A process for ``spec``, busy until :meth:`release`. Raises ClawrapError.
 
         ``fresh`` skips warm processes (used to retry after a reused one failed).
+        ``deadline`` (trio clock) ends the wait for room with a 429; by default
+        ``queue_timeout`` from now.
         """
         self._check_open()
         self.policy.note(spec, trio.current_time())
         warm = spec.resume is None and not fresh
         # Waiting for room is bounded; a spawn or reset under way is bounded by its own timeout.
-        deadline = trio.current_time() + self.settings.queue_timeout
+        deadline = self.count.deadline(deadline)
         while True:
             if warm:
                 proc = await self._take_warm(spec) or await self._reclaim(spec)
@@ -209,11 +214,11 @@ class ProcessPool:
                 return proc
             await self.count.wait_for_room(deadline)
 
-    def reserve(self) -> AbstractAsyncContextManager[None]:
+    def reserve(self, *, deadline: float | None = None) -> AbstractAsyncContextManager[None]:
         """Count one process spawned outside the pool (an agent run's) for the whole block,
         which must end that process before leaving. Waits for room like :meth:`acquire`."""
         self._check_open()
-        return self.count.reserve()
+        return self.count.reserve(deadline=deadline)
 
     def _check_open(self) -> None:
         if self._closed:

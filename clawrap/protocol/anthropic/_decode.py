@@ -9,7 +9,6 @@ names the field path the way Anthropic does (``messages.0.content.1.source:
 from __future__ import annotations
 
 import binascii
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ from clawrap.core._request import (
     ToolUsePart,
     Turn,
 )
+from clawrap.core._session_ids import check_session_id
 from clawrap.protocol.anthropic._models import (
     MIN_THINKING_BUDGET,
     _bad,
@@ -59,7 +59,6 @@ from clawrap.protocol.anthropic._models import (
 # long answer (Claude Code's own largest preset, 31,999, is meant for one-off hard tasks).
 ADAPTIVE_THINKING_BUDGET = 16_000
 
-_SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _BLOCK_TYPES = "text, image, document, tool_use, tool_result, thinking, redacted_thinking"
 
 
@@ -298,11 +297,7 @@ def _session_id(headers: Mapping[str, str]) -> str | None:
     value = next((v for k, v in headers.items() if k.lower() == "x-session-id"), None)
     if value is None:
         return None
-    if not _SESSION_ID.fullmatch(value):
-        raise invalid_request(
-            "X-Session-Id header: use 1-200 characters from letters, digits and . _ : -",
-            param="X-Session-Id",
-        )
+    check_session_id(value, "X-Session-Id")
     return value
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clawrap.core._errors import ClawrapError, invalid_request
+from clawrap.core._request import Effort
 
 MIN_THINKING_BUDGET = 1024  # the Messages API's own minimum
 
@@ -47,7 +48,7 @@ class _JsonFormat(_Model):
 
 
 class _OutputConfig(_Model):
-    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    effort: Effort | None = None
     format: _JsonFormat | None = None
 
 

@@ -17,9 +17,17 @@ from pydantic import Field
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.core._models import resolve_model
-from clawrap.core._request import CompletionRequest, NamedTool, ResponseFormat, ToolChoice, ToolSpec
+from clawrap.core._request import (
+    EFFORT_LEVELS,
+    CompletionRequest,
+    NamedTool,
+    ResponseFormat,
+    ToolChoice,
+    ToolSpec,
+)
 from clawrap.core._session_ids import check_session_id
 from clawrap.protocol._dialect import Dialect
+from clawrap.protocol._request_checks import effort_choices
 from clawrap.protocol.openai._decode import (
     ChatMessage,
     ChatWireOptions,
@@ -91,8 +99,10 @@ class _ChatRequest(StrictModel):
 
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _DEFAULT_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
-_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
-_EFFORTS |= {"max": "max", "xhigh": "max"}
+# OpenAI's reasoning_effort names on Claude Code's levels: its lowest ("minimal") is
+# Claude's "low", its highest ("xhigh") Claude's "max"; "none" leaves effort unset.
+_EFFORTS: dict[str, str] = {level: level for level in EFFORT_LEVELS}
+_EFFORTS |= {"minimal": "low", "xhigh": "max"}
 _MAX_STOP = 64
 _MAX_STOP_LENGTH = 1000
 
@@ -218,7 +228,7 @@ def decode_chat_request(
     effort: str | None = None
     if req.reasoning_effort is not None and req.reasoning_effort != "none":
         if req.reasoning_effort not in _EFFORTS:
-            allowed = "'minimal', 'low', 'medium', 'high' or 'max'"
+            allowed = effort_choices(("none", "minimal", *EFFORT_LEVELS))
             raise invalid_request(
                 f"'reasoning_effort' must be {allowed}.", param="reasoning_effort"
             )
