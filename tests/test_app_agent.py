@@ -208,3 +208,25 @@ async def test_the_listings_need_the_api_key(backend: ScriptedBackend, path: str
     assert (await call(app, "GET", path)).status == 401
     ok = await call(app, "GET", path, headers={"authorization": "Bearer k"})
     assert ok.status == 200
+
+
+class _AgentBackend(ScriptedBackend):
+    """A backend that declares agent tools and MCP servers."""
+
+    def agent_tools(self) -> dict[str, Any]:
+        return {"object": "list", "agent_mode": True, "data": [{"name": "Probe"}]}
+
+    def mcp_servers(self) -> list[dict[str, Any]]:
+        return [{"name": "docs", "type": "http", "status": "connected"}]
+
+
+async def test_the_listings_come_from_a_backend_that_declares_them() -> None:
+    from clawrap.core._backend import OffersAgentTools, RunsMcpServers
+
+    backend = _AgentBackend(HELLO)
+    assert isinstance(backend, OffersAgentTools) and isinstance(backend, RunsMcpServers)
+    assert not isinstance(ScriptedBackend(HELLO), OffersAgentTools | RunsMcpServers)
+    app = app_with(backend)
+    assert (await call(app, "GET", "/v1/tools")).json()["data"] == [{"name": "Probe"}]
+    servers = (await call(app, "GET", "/v1/mcp/servers")).json()["data"]
+    assert servers == [{"name": "docs", "type": "http", "status": "connected"}]

@@ -123,6 +123,10 @@ class ClaudeBackend:
         """What agent mode offers, for ``GET /v1/tools``."""
         return self.agent.tools()
 
+    def mcp_servers(self) -> list[dict[str, Any]]:
+        """The operator's MCP servers with the status agent runs last reported."""
+        return self.mcp.describe()
+
     async def run(
         self,
         request: CompletionRequest,

@@ -42,7 +42,7 @@ from clawrap.accounting._keys import KeyRing, KeysFileError
 from clawrap.accounting._ledger import Ledger, LedgerError
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import check_agent_roots
-from clawrap.core._backend import Backend
+from clawrap.core._backend import Backend, KeepsSessionState
 from clawrap.core._config import Settings
 from clawrap.http._app import App, create_app
 from clawrap.http._exchange import FINAL_WRITE_LIMIT, SHUTDOWN_GRACE
@@ -222,9 +222,7 @@ async def _serve(
     from hypercorn.trio import serve as hypercorn_serve
 
     check_agent_roots(settings)  # SystemExit naming an unusable root
-    # A given backend brings its own registry (it records what the CLI reports).
-    given = getattr(backend, "mcp", None)
-    mcp = given if isinstance(given, McpRegistry) else McpRegistry.load(settings)
+    mcp = McpRegistry.load(settings)
     with ExitStack() as stack:
         signals = None
         if shutdown_trigger is None:
@@ -238,10 +236,9 @@ async def _serve(
                 if settings.offline:
                     offline_port, cli_env = await _start_offline(settings, background, stack)
                 backend = await _claude_backend(settings, cli_env, background, mcp)
-            removed = getattr(backend, "sessions_removed", None)
-            if callable(removed):
+            if isinstance(backend, KeepsSessionState):
                 # What a backend keeps per session (agent working directories) ends with it.
-                store.on_removed(removed)
+                store.on_removed(backend.sessions_removed)
             try:
                 app = create_app(settings, backend, mcp=mcp, sessions=store, accountant=accountant)
                 # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.

@@ -15,12 +15,17 @@ Stopping early comes in two strengths:
 - Cancellation (client gone, deadline, idle limit): the backend stops at once and
   leaves no process behind; cleanup that must finish runs under a shield.
 
-Failures are raised as :class:`~clawrap.core._errors.ClawrapError` only.
+Failures are raised as :class:`~clawrap.core._errors.ClawrapError` only; anything else
+is a bug, answered with a 500 ``internal_error`` and a logged traceback.
+
+What a backend offers beyond running requests is declared here as small
+protocols, checked with ``isinstance`` (they are ``runtime_checkable``): the
+HTTP side never probes a backend for attributes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from clawrap.core._events import Event
 from clawrap.core._request import CompletionRequest
@@ -59,4 +64,39 @@ class Backend(Protocol):
         ...
 
 
-__all__ = ["Backend", "EventSink", "HaltSignal"]
+@runtime_checkable
+class KeepsSessionState(Protocol):
+    """A backend that keeps something per session (agent mode's working directories)."""
+
+    def sessions_removed(self, session_ids: list[str]) -> None:
+        """These sessions were deleted or expired: drop what is kept for them."""
+        ...
+
+
+@runtime_checkable
+class OffersAgentTools(Protocol):
+    """A backend with an agent mode: it says which tools a run may be given."""
+
+    def agent_tools(self) -> dict[str, Any]:
+        """The body of ``GET /v1/tools``."""
+        ...
+
+
+@runtime_checkable
+class RunsMcpServers(Protocol):
+    """A backend that starts the operator's MCP servers and learns their status."""
+
+    def mcp_servers(self) -> list[dict[str, Any]]:
+        """Each configured server's public view with its last reported status, for
+        ``GET /v1/mcp/servers``."""
+        ...
+
+
+__all__ = [
+    "Backend",
+    "EventSink",
+    "HaltSignal",
+    "KeepsSessionState",
+    "OffersAgentTools",
+    "RunsMcpServers",
+]

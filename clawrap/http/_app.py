@@ -103,11 +103,8 @@ class App:
         self.settings = settings
         self.backend = backend
         self.sessions = Sessions(sessions) if sessions is not None else None
-        # The backend's own registry when it has one: it records what the CLI reports.
-        backend_mcp = getattr(backend, "mcp", None)
-        if mcp is None:
-            mcp = backend_mcp if isinstance(backend_mcp, McpRegistry) else McpRegistry()
-        self.mcp = mcp
+        # What agent-mode requests may name; the statuses come from the backend.
+        self.mcp = mcp = mcp if mcp is not None else McpRegistry()
         self.dialects = dict(dialects) if dialects is not None else _default_dialects()
         self.limiter = trio.CapacityLimiter(settings.max_concurrency)
         if accountant is None:
@@ -361,7 +358,7 @@ def create_app(
 ) -> App:
     """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests.
 
-    ``mcp``: the operator's MCP servers (default: the backend's ``mcp``, else none).
+    ``mcp``: the operator's MCP servers, which agent-mode requests may name (default: none).
     ``sessions``: the session store (opened and closed by the caller); without it the
     session routes and requests naming a session answer 501.
     ``accountant``: keys, limits, usage ledger and metrics (default: the settings'

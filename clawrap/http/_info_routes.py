@@ -10,7 +10,6 @@ None of them starts a CLI process or calls upstream.
 
 from __future__ import annotations
 
-from functools import partial
 from urllib.parse import parse_qsl
 
 import trio
@@ -19,7 +18,7 @@ from clawrap._version import __version__
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._tools import tools_body
 from clawrap.core._auth import cli_info, detect_auth, sdk_version
-from clawrap.core._backend import Backend
+from clawrap.core._backend import Backend, OffersAgentTools, RunsMcpServers
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.http._asgi import send_bytes, send_json
@@ -115,13 +114,18 @@ class InfoRoutes:
         await send_json(call.send, 200, self.backend.status())
 
     async def tools(self, call: Call) -> None:
-        listing = getattr(self.backend, "agent_tools", None)
-        if not callable(listing):
-            listing = partial(tools_body, self.settings)
-        await send_json(call.send, 200, listing())
+        if isinstance(self.backend, OffersAgentTools):
+            body = self.backend.agent_tools()
+        else:
+            body = tools_body(self.settings)
+        await send_json(call.send, 200, body)
 
     async def mcp_servers(self, call: Call) -> None:
-        await send_json(call.send, 200, {"object": "list", "data": self.mcp.describe()})
+        if isinstance(self.backend, RunsMcpServers):
+            data = self.backend.mcp_servers()  # with the statuses its runs reported
+        else:
+            data = self.mcp.describe()
+        await send_json(call.send, 200, {"object": "list", "data": data})
 
     async def health(self, call: Call) -> None:
         await send_json(call.send, 200, {"status": "ok"})
