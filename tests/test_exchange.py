@@ -12,11 +12,12 @@ from asgi_fakes import AsgiCall, FakeDialect, Response, simple_request
 from scripted_backend import ScriptedBackend
 
 import clawrap.protocol._output_pipeline as output_pipeline
+from clawrap.core._backend import HALT_GRACE
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.core._events import Event, Finished, TextDelta, Usage
 from clawrap.core._request import CompletionRequest, ResponseFormat
-from clawrap.http._exchange import HALT_GRACE, KEEPALIVE_INTERVAL, SHUTDOWN_GRACE, run_exchange
+from clawrap.http._exchange import HALT_LIMIT, KEEPALIVE_INTERVAL, SHUTDOWN_GRACE, run_exchange
 from clawrap.http._request_log import RequestRecord
 
 HELLO = [TextDelta("Hel"), TextDelta("lo"), Usage(3, 2), Finished("end_turn")]
@@ -354,7 +355,26 @@ async def test_a_backend_that_ignores_halt_is_cancelled_after_the_grace(
     response = await exchange(backend, simple_request())
     assert response.json() == {"text": "ab", "finish": ["stop_sequence"], "usage": []}
     assert backend.cancelled == 1
-    assert trio.current_time() - start_time == pytest.approx(HALT_GRACE, abs=0.1)
+    assert trio.current_time() - start_time == pytest.approx(HALT_LIMIT, abs=0.1)
+
+
+class UsesItsWholeGrace(ScriptedBackend):
+    """Sends its usage only at the very end of its halt grace, as a slow CLI may."""
+
+    async def _on_halt(self, events: Any, rest: Any) -> None:
+        self.halted += 1
+        await trio.sleep(HALT_GRACE)
+        await events.send(Usage(5, 9))
+
+
+async def test_a_backend_is_never_cut_off_within_its_own_halt_grace(
+    stop_after_two: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    assert HALT_LIMIT > HALT_GRACE
+    backend = UsesItsWholeGrace([TextDelta("a"), TextDelta("b"), 1.0, TextDelta("c")])
+    response = await exchange(backend, simple_request())
+    assert response.json()["usage"] == [9]
+    assert (backend.halted, backend.cancelled) == (1, 0)
 
 
 # -- shutdown --------------------------------------------------------------------------------

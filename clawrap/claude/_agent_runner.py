@@ -34,22 +34,19 @@ from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._tools import tools_body
 from clawrap.agent._workdir import SessionDirs, WorkDir, resolve_cwd
 from clawrap.claude._client_tools import build_client_tools
-from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.claude._sdk_options import OptionsBuilder
 from clawrap.claude._transcript import plan_history
-from clawrap.claude._turn_pump import pump_turn
+from clawrap.claude._turn_pump import drive_turn
 from clawrap.claude.pool._pool import CliProcess, spawn_process
 from clawrap.claude.pool._process_tree import cli_pid, stop_descendants, terminate_tree
 from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
-from clawrap.core._events import Finished
 from clawrap.core._request import AgentOptions, CompletionRequest
 
 log = logging.getLogger("clawrap.agent")
 
-HALT_GRACE = 2.0  # after halt, how long to wait for the run's usage
 INTERRUPT_LIMIT = 0.5  # the CLI acknowledges an interrupt in well under this
 TREE_GRACE = 0.5  # SIGTERM to SIGKILL for the run's leftover processes
 CLI_GRACE = 0.2  # SIGTERM to SIGKILL for the CLI itself, once its children are gone
@@ -110,7 +107,7 @@ class AgentRunner:
                 self._active.add(proc)
                 translator = TurnTranslator(tools, agent=True, cwd=str(workdir.path))
                 try:
-                    await self._drive(proc, content, translator, events, halt)
+                    await drive_turn(proc, content, translator, events, halt)
                 finally:
                     with trio.CancelScope(shield=True):
                         await self._stop(proc)
@@ -145,46 +142,6 @@ class AgentRunner:
         return resolve_cwd(request.agent.cwd, self.settings)
 
     # -- one run
-
-    async def _drive(
-        self,
-        proc: CliProcess,
-        content: str | list[Any] | None,
-        translator: TurnTranslator,
-        events: EventSink,
-        halt: HaltSignal,
-    ) -> None:
-        if content is None:
-            proc.in_turn = True  # a resumed conversation ending on tool results carries on
-        else:
-            with map_exceptions("run"):
-                await proc.send(content)
-        error: ClawrapError | None = None
-        reader = trio.CancelScope()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_halt, halt, proc, reader)
-            try:
-                with reader:
-                    await pump_turn(proc, translator, events, halt, reader)
-            except ClawrapError as exc:
-                error = exc  # raised outside the nursery, so callers see it unwrapped
-            finally:
-                nursery.cancel_scope.cancel()
-        if error is not None:
-            raise error
-        if not translator.done and translator.tool_calls and not halt.is_set():
-            await events.send(Finished("tool_calls"))
-
-    async def _watch_halt(
-        self, halt: HaltSignal, proc: CliProcess, reader: trio.CancelScope
-    ) -> None:
-        await halt.wait()
-        reader.deadline = min(reader.deadline, trio.current_time() + HALT_GRACE)
-        with trio.move_on_after(INTERRUPT_LIMIT):
-            try:
-                await proc.interrupt()
-            except Exception:
-                log.debug("interrupt after halt failed", exc_info=True)
 
     async def _stop(self, proc: CliProcess) -> None:
         """End ``proc`` and everything it started. Call under a shield; never raises."""

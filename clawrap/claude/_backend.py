@@ -8,7 +8,8 @@ send the user message verbatim, and translate what comes back
 arrives. A reused process that fails before any event went out is replaced
 by a fresh one and the run retried once, invisibly.
 
-``halt`` interrupts the turn and waits briefly for its usage. Cancellation
+``halt`` interrupts the turn and waits briefly for its usage
+(:func:`~clawrap.claude._turn_pump.drive_turn`, shared with agent runs). Cancellation
 leaves the process either reset for reuse or ended: the release runs under a
 shield in a ``finally``.
 
@@ -44,22 +45,19 @@ import trio
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.claude._agent_runner import AgentRunner
 from clawrap.claude._client_tools import ClientTools, build_client_tools
-from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.claude._sdk_options import OptionsBuilder, SpawnSpec
 from clawrap.claude._transcript import plan_history, split_history
-from clawrap.claude._turn_pump import pump_turn
+from clawrap.claude._turn_pump import drive_turn
 from clawrap.claude.pool._pool import CliProcess, ProcessPool, State
 from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
-from clawrap.core._events import Finished
 from clawrap.core._request import CompletionRequest, ToolResultPart, Turn
 from clawrap.protocol._conversation import ReplyRecorder, conversation_key
 
 log = logging.getLogger("clawrap.backend")
 
-HALT_GRACE = 2.0  # after halt, how long to wait for the turn's usage
 RETRYABLE = frozenset({"cli_process_failed", "cli_bad_output"})
 
 
@@ -248,42 +246,9 @@ class ClaudeBackend:
         halt: HaltSignal,
         recorder: ReplyRecorder,
     ) -> State:
-        """Send the message and pump the turn. Returns the process's state after it."""
-        if content is None:
-            # The resumed conversation ends on tool results: the CLI carries on by itself.
-            proc.in_turn = True
-        else:
-            with map_exceptions("run"):
-                await proc.send(content)
-        error: ClawrapError | None = None
-        reader = trio.CancelScope()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_halt, halt, proc, reader)
-            try:
-                with reader:
-                    await pump_turn(proc, translator, events, halt, reader, recorder.feed)
-            except ClawrapError as exc:
-                error = exc
-            finally:
-                nursery.cancel_scope.cancel()
-        if error is not None:
-            raise error
-        if not translator.done and translator.tool_calls and not halt.is_set():
-            # The model asked for client tools but the CLI never closed the turn.
-            await events.send(Finished("tool_calls"))
+        """Drive the turn. Returns the process's state after it."""
+        await drive_turn(proc, content, translator, events, halt, recorder.feed)
         return "idle" if translator.done else "midturn"
-
-    async def _watch_halt(
-        self, halt: HaltSignal, proc: CliProcess, reader: trio.CancelScope
-    ) -> None:
-        await halt.wait()
-        reader.deadline = min(reader.deadline, trio.current_time() + HALT_GRACE)
-        if proc.in_turn:
-            with trio.move_on_after(HALT_GRACE):
-                try:
-                    await proc.interrupt()
-                except Exception:
-                    log.debug("interrupt after halt failed", exc_info=True)
 
 
 def continuation_point(turns: tuple[Turn, ...]) -> int | None:

@@ -10,8 +10,10 @@ Stopping early comes in two strengths:
 - ``halt`` is set when the consumer wants no more content (a stop sequence or
   ``max_tokens`` was reached, or a tool call ended the reply). The backend
   interrupts the upstream turn promptly, sends a :class:`~clawrap.core._events.Usage`
-  if the SDK reports one within a short grace, and returns. Content it sends
-  after ``halt`` is discarded by the caller.
+  if the SDK reports one within :data:`HALT_GRACE`, and returns (cleanup that must
+  finish runs under a shield). Content it sends after ``halt`` is discarded by the
+  caller, which cancels a backend still running :data:`HALT_GRACE` plus a margin
+  after ``halt``: the grace is the backend's to use, the cancel only a backstop.
 - Cancellation (client gone, deadline, idle limit): the backend stops at once and
   leaves no process behind; cleanup that must finish runs under a shield.
 
@@ -29,6 +31,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from clawrap.core._events import Event
 from clawrap.core._request import CompletionRequest
+
+HALT_GRACE = 2.0  # after halt, how long a backend waits for the turn's usage
 
 
 class EventSink(Protocol):
@@ -93,6 +97,7 @@ class RunsMcpServers(Protocol):
 
 
 __all__ = [
+    "HALT_GRACE",
     "Backend",
     "EventSink",
     "HaltSignal",

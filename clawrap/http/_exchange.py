@@ -40,7 +40,7 @@ from typing import Any
 import trio
 
 from clawrap.accounting._accountant import Run
-from clawrap.core._backend import Backend
+from clawrap.core._backend import HALT_GRACE, Backend
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.core._events import (
@@ -63,8 +63,9 @@ from clawrap.protocol._output_pipeline import OutputPipeline
 logger = logging.getLogger("clawrap.exchange")
 
 # After the output limiter ends the reply, how long the backend may take to stop on its own
-# (interrupt the turn, report usage) before it is cancelled.
-HALT_GRACE = 2.0
+# before it is cancelled: its own grace for the turn's usage (HALT_GRACE), then a margin, so
+# a backend that keeps its promise is never cut off while it still waits for the usage.
+HALT_LIMIT = HALT_GRACE + 1.0
 # An SSE comment this often keeps proxies and clients from timing out a quiet stream.
 KEEPALIVE_INTERVAL = 15.0
 # Bound on writing the final error: a client that stopped reading must not hold the request.
@@ -348,12 +349,18 @@ class Exchange:
     ) -> None:
         """The reply is complete (stop sequence, max tokens): stop the backend, keep its usage."""
         halt.set()
-        with trio.move_on_after(HALT_GRACE):
+        with trio.move_on_after(HALT_LIMIT) as limit:
             async for event in events:
                 if isinstance(event, Usage):
                     self.pipeline.usage = event
                     if self.account is not None:
                         self.account.add_usage(event)
+        if limit.cancelled_caught:
+            logger.warning(
+                "backend still running %g s after halt; cancelled (request id %s)",
+                HALT_LIMIT,
+                self._request_id(),
+            )
         backend_scope.cancel()
 
     async def _next(self, events: trio.MemoryReceiveChannel[Event]) -> Event | None:
@@ -442,7 +449,7 @@ async def run_exchange(
 
 __all__ = [
     "FINAL_WRITE_LIMIT",
-    "HALT_GRACE",
+    "HALT_LIMIT",
     "KEEPALIVE_INTERVAL",
     "QUEUE_RETRY_AFTER",
     "SHUTDOWN_GRACE",
