@@ -1,20 +1,17 @@
-"""descendants, terminate_tree, stop_descendants and cli_pid, on real processes."""
+"""descendants, terminate_tree and stop_descendants, on real processes."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import pytest
 import trio
 
 from clawrap.claude.pool._process_tree import (
-    cli_pid,
     descendants,
     is_alive,
     stop_descendants,
@@ -147,57 +144,3 @@ async def test_stop_descendants_of_a_childless_process_finds_nothing() -> None:
     async with shell_tree("echo ready; exec sleep 1000") as tree:
         with trio.fail_after(5):
             assert await stop_descendants(tree.shell.pid, grace=GENEROUS) == []
-
-
-class _Process:
-    def __init__(self, pid: int, returncode: int | None) -> None:
-        self.pid = pid
-        self.returncode = returncode
-
-
-class _Transport:
-    def __init__(self, process: _Process | None) -> None:
-        self._process = process
-
-
-class _Client:
-    def __init__(self, transport: _Transport | None) -> None:
-        self._transport = transport
-
-
-def test_cli_pid_reads_the_running_process_of_the_transport() -> None:
-    assert cli_pid(_Client(_Transport(_Process(4242, None)))) == 4242
-
-
-def test_cli_pid_is_none_before_connect_after_disconnect_and_after_exit() -> None:
-    assert cli_pid(_Client(None)) is None
-    assert cli_pid(_Client(_Transport(None))) is None
-    assert cli_pid(_Client(_Transport(_Process(4242, 0)))) is None
-    assert cli_pid(object()) is None
-
-
-@pytest.mark.e2e
-async def test_cli_pid_finds_the_real_sdk_clients_cli_process() -> None:
-    from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
-
-    with tempfile.TemporaryDirectory() as config_dir:
-        env = {
-            # Nothing listens there: connecting spawns the CLI but sends no model request.
-            "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
-            "ANTHROPIC_API_KEY": "sk-test-dummy",
-            "CLAUDE_CONFIG_DIR": config_dir,
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        }
-        client = ClaudeSDKClient(ClaudeAgentOptions(tools=[], setting_sources=[], env=env))
-        pid: int | None = None
-        try:
-            with trio.fail_after(60):
-                await client.connect()
-            pid = cli_pid(client)
-            assert pid is not None
-            assert pid in descendants(os.getpid())
-        finally:
-            with trio.CancelScope(shield=True):
-                await client.disconnect()
-        assert cli_pid(client) is None
-        assert not is_alive(pid)

@@ -34,12 +34,13 @@ from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._tools import tools_body
 from clawrap.agent._workdir import SessionDirs, WorkDir, resolve_cwd
 from clawrap.claude._client_tools import build_client_tools
+from clawrap.claude._sdk_adapter import cli_pid
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.claude._sdk_options import OptionsBuilder
 from clawrap.claude._transcript import plan_history
 from clawrap.claude._turn_pump import drive_turn
 from clawrap.claude.pool._pool import CliProcess, spawn_process
-from clawrap.claude.pool._process_tree import cli_pid, stop_descendants, terminate_tree
+from clawrap.claude.pool._process_tree import stop_descendants, terminate_tree
 from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError

@@ -32,6 +32,7 @@ import trio
 from claude_agent_sdk import ClaudeSDKClient, ResultMessage
 from claude_agent_sdk.types import Message
 
+from clawrap.claude._sdk_adapter import cli_process, control_request
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_options import SpawnKey, SpawnSpec
 from clawrap.core._errors import ClawrapError
@@ -66,9 +67,8 @@ class CliProcess:
         anchors = spec.history_anchors
         self._first_uuid: str | None = anchors[0] if anchors else None
         self._last_user_uuid: str | None = anchors[1] if anchors else None
-        process = getattr(getattr(client, "_transport", None), "_process", None)
-        self._process: Any = process
-        self.pid: int | None = getattr(process, "pid", None)
+        self._process = cli_process(client)
+        self.pid: int | None = self._process.pid if self._process is not None else None
 
     @property
     def alive(self) -> bool:
@@ -168,16 +168,21 @@ class CliProcess:
                     "target_message_uuid": self._first_uuid,
                     "last_seen_user_message_uuid": self._last_user_uuid,
                 }
-                response = await self.client._query._send_control_request(  # type: ignore[union-attr]
-                    request, timeout=RESET_TIMEOUT
-                )
+                with map_exceptions("run"):
+                    response = await control_request(
+                        self.client, request, answer_within=RESET_TIMEOUT
+                    )
                 if response.get("rewound") is not True:
                     log.warning("CLI process %s refused the rewind: %s", self.pid, response)
                     return False
                 self._first_uuid = self._last_user_uuid = None
                 return True
-            except Exception:
+            except ClawrapError:
                 log.warning("resetting CLI process %s failed", self.pid, exc_info=True)
+                return False
+            except Exception:
+                # A bug: the process is replaced (it may hold anything), the traceback logged.
+                log.exception("resetting CLI process %s failed unexpectedly", self.pid)
                 return False
         return False
 
@@ -193,10 +198,14 @@ class CliProcess:
                 # Without this, closing stdin mid-turn waits out a 5 s grace.
                 with trio.move_on_after(INTERRUPT_TIMEOUT):
                     try:
-                        await self.interrupt()
-                        await self.finish_turn()
+                        with map_exceptions("run"):
+                            await self.interrupt()
+                            await self.finish_turn()
+                    except ClawrapError:
+                        # Ended by force just below; why it would not stop is of no use here.
+                        log.debug("interrupting CLI process %s to close it failed", self.pid)
                     except Exception:
-                        pass
+                        log.exception("interrupting CLI process %s failed unexpectedly", self.pid)
                 if self.in_turn and self.alive:
                     await self._terminate()
             self._closed = True
@@ -205,9 +214,10 @@ class CliProcess:
             except Exception:
                 log.warning("disconnecting CLI process %s failed", self.pid, exc_info=True)
             # The held generator is parked at a yield; let it finish on the closed
-            # stream instead of being collected half-way (a ResourceWarning).
+            # stream instead of being collected half-way (a ResourceWarning). It ends
+            # or raises the stream's end as an error: either way it is finished.
             if self._messages is not None:
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await self._messages.__anext__()
                 self._messages = None
 
@@ -259,9 +269,10 @@ async def spawn_process(spec: SpawnSpec, *, start_timeout: float = SPAWN_TIMEOUT
             late = True
         finally:
             if not connected:
-                process: Any = getattr(getattr(client, "_transport", None), "_process", None)
-                with contextlib.suppress(ProcessLookupError, AttributeError):
-                    process.kill()
+                process = cli_process(client)
+                if process is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
 
     try:
         try:

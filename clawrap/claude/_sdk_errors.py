@@ -28,10 +28,11 @@ from claude_agent_sdk import (
     CLIJSONDecodeError,
     CLINotFoundError,
     ProcessError,
+    ResultError,
     ResultMessage,
 )
-from claude_agent_sdk._errors import MessageParseError, ResultError
 
+from clawrap.claude._sdk_adapter import MessageParseError, is_sdk_failure
 from clawrap.core._errors import ClawrapError
 
 log = logging.getLogger("clawrap.backend")
@@ -207,7 +208,8 @@ def map_exceptions(phase: Phase = "run") -> Iterator[None]:
 
     ``phase`` "start" (spawning and connecting) turns failures into 503s telling
     the operator what to fix; "run" turns them into 502s. ClawrapError and
-    cancellation pass through untouched.
+    cancellation pass through untouched, and so does anything that is neither the SDK's
+    nor the operating system's failure: a bug is not a CLI failure.
     """
     try:
         yield
@@ -232,8 +234,12 @@ def map_exceptions(phase: Phase = "run") -> Iterator[None]:
             raise cli_unavailable(not_found=False) from exc
         raise process_failed() from exc
     except Exception as exc:
-        # The SDK re-raises control-protocol failures as bare Exception.
-        log.exception("unexpected failure during %s", phase)
+        if not is_sdk_failure(exc):
+            # A bug, ours or the SDK's: not the CLI's failure, so not retried on another
+            # process; the exchange answers it with a 500 and logs the traceback.
+            raise
+        # How the SDK reports a failed control request (an error answer, a timeout).
+        log.warning("CLI control request failed during %s: %r", phase, exc)
         if phase == "start":
             raise cli_unavailable(not_found=False) from exc
         raise process_failed() from exc

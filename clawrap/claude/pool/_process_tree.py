@@ -226,20 +226,4 @@ async def stop_descendants(pid: int, grace: float) -> list[int]:
             proc.close()
 
 
-def cli_pid(client: object) -> int | None:
-    """The pid of a connected ``ClaudeSDKClient``'s CLI process, or None.
-
-    Reads ``client._transport._process.pid`` (an SDK internal, checked by a test
-    against the installed SDK). None before ``connect()``, after
-    ``disconnect()`` (the SDK drops the process then), or once it has exited:
-    read it while the client is connected.
-    """
-    transport = getattr(client, "_transport", None)
-    process = getattr(transport, "_process", None)
-    pid = getattr(process, "pid", None)
-    if not isinstance(pid, int) or getattr(process, "returncode", None) is not None:
-        return None
-    return pid
-
-
-__all__ = ["cli_pid", "descendants", "is_alive", "stop_descendants", "terminate_tree"]
+__all__ = ["descendants", "is_alive", "stop_descendants", "terminate_tree"]
