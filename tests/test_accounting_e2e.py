@@ -301,7 +301,7 @@ async def test_an_agent_run_over_its_budget_stops_at_the_next_turn_with_an_error
     assert isinstance(error, openai.APIError) and "spend" in error.message
     assert all(c.choices[0].finish_reason is None for c in chunks if c.choices)
     assert budgeted.server.stray_cli_pids() == []
-    assert budgeted.server.backend.agent.pids() == set()
+    assert budgeted.server.backend.pool.dedicated.active == set()
     usage = (await in_thread(lambda: budgeted.get("spender", "/v1/usage"))).json()["total"]
     assert usage["cost_usd"] == pytest.approx(0.84, rel=0.05) and usage["errors"] == 1
     with pytest.raises(openai.RateLimitError) as refused:

@@ -177,7 +177,7 @@ async def test_a_client_dropped_during_a_bash_run_leaves_no_process_of_that_run(
     async def snapshot_when_sleeping() -> None:
         with trio.fail_after(TEST_LIMIT):
             while not run_pids or not sleeping(run_pids):
-                [cli] = agent_server.backend.agent.pids() or [0]
+                [cli] = [p.pid for p in agent_server.backend.pool.dedicated.active] or [0]
                 run_pids[:] = [cli, *descendants(cli)] if cli else []
                 await trio.sleep(0.05)
 

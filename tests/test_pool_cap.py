@@ -129,13 +129,19 @@ async def test_a_request_waits_for_room_only_until_its_queue_deadline(
     assert claude_children() == []
 
 
-async def test_a_reservation_counts_against_the_capacity(claude_env: dict[str, str]) -> None:
+async def test_a_dedicated_process_counts_against_the_capacity(claude_env: dict[str, str]) -> None:
+    # Was a test of pool.reserve(); agent runs now get their process from the pool itself.
     settings = Settings(pool_size=1, pool_max=2, upstream_retries=0)
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings, cli_env=claude_env) as backend:
             await backend.pool.wait_warm()
-            async with backend.pool.reserve(), backend.pool.reserve():
-                # The warm process was ended to make room for the second reservation.
-                assert backend.pool.pids() == set()
-                assert claude_children() == []
+            (warm,) = backend.pool.pids()
+            spec = backend._options.default_spec()
+            pool = backend.pool
+            async with pool.dedicated_process(spec) as one, pool.dedicated_process(spec) as two:
+                # The warm process was ended to make room for the second dedicated one.
+                assert pool.pids() == {one.pid, two.pid} and warm not in pool.pids()
+                assert sorted(claude_children()) == sorted([one.pid, two.pid])
+            assert pool.dedicated.active == set()
+            assert one.pid not in claude_children() and two.pid not in claude_children()
     assert claude_children() == []

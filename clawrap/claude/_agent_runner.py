@@ -8,14 +8,10 @@ servers are fixed at spawn and differ per request, so it never joins the warm
 pool), and streams text and :class:`~clawrap.core._events.AgentProgress` across
 every model turn until the CLI's ResultMessage.
 
-However the run ends (done, halted, failed, client gone, deadline), the
-process is stopped in the order that leaves nothing behind (measured: killing
-the CLI first orphans its Bash commands, which are in process groups of their
-own): read the CLI's pid while it is connected, interrupt the turn (the CLI
-then stops its tools itself), stop whatever descendants are still there
-(:func:`~clawrap.claude.pool._process_tree.stop_descendants`: freeze, SIGTERM, SIGKILL),
-then end the CLI (SIGTERM, SIGKILL after a moment) and disconnect, all under a
-shield. A temporary directory goes last.
+The pool spawns that process and, however the run ends (done, halted, failed,
+client gone, deadline), stops it with every process it started
+(:meth:`~clawrap.claude.pool._pool.ProcessPool.dedicated_process`). A temporary
+directory goes last.
 
 The runner also remembers what the CLI reported at start (``system/init``):
 its tool list, for ``GET /v1/tools``, and each MCP server's status, recorded
@@ -28,19 +24,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import trio
-
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._tools import tools_body
 from clawrap.agent._workdir import SessionDirs, WorkDir, resolve_cwd
 from clawrap.claude._client_tools import build_client_tools
-from clawrap.claude._sdk_adapter import cli_pid
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.claude._sdk_options import OptionsBuilder
 from clawrap.claude._transcript import plan_history
 from clawrap.claude._turn_pump import drive_turn
-from clawrap.claude.pool._pool import CliProcess, spawn_process
-from clawrap.claude.pool._process_tree import stop_descendants, terminate_tree
+from clawrap.claude.pool._pool import ProcessPool
 from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
@@ -48,33 +40,30 @@ from clawrap.core._request import AgentOptions, CompletionRequest
 
 log = logging.getLogger("clawrap.agent")
 
-INTERRUPT_LIMIT = 0.5  # the CLI acknowledges an interrupt in well under this
-TREE_GRACE = 0.5  # SIGTERM to SIGKILL for the run's leftover processes
-CLI_GRACE = 0.2  # SIGTERM to SIGKILL for the CLI itself, once its children are gone
-
 
 class AgentRunner:
-    """Runs agent-mode requests for a backend (its options builder and config dir)."""
+    """Runs agent-mode requests for a backend (its options builder, config dir and pool)."""
 
     def __init__(
-        self, settings: Settings, options: OptionsBuilder, config_dir: Path, mcp: McpRegistry
+        self,
+        settings: Settings,
+        options: OptionsBuilder,
+        config_dir: Path,
+        mcp: McpRegistry,
+        pool: ProcessPool,
     ) -> None:
         self.settings = settings
         self.options = options
         self.config_dir = config_dir
         self.mcp = mcp
-        self.runs = 0
-        self._active: set[CliProcess] = set()
+        self.pool = pool
+        self.runs = self.active = 0
         self._builtin: tuple[str, ...] | None = None  # as reported by a default-tools run
         self._mcp_tools: dict[str, list[str]] = {}  # server -> tools reported for it
         self.session_dirs = SessionDirs()
 
     def status(self) -> dict[str, Any]:
-        return {"agent_runs": self.runs, "agent_active": len(self._active)}
-
-    def pids(self) -> set[int]:
-        """Pids of the CLI processes of runs in progress."""
-        return {p.pid for p in self._active if p.pid is not None}
+        return {"agent_runs": self.runs, "agent_active": self.active}
 
     def tools(self) -> dict[str, Any]:
         """The body of ``GET /v1/tools``."""
@@ -103,16 +92,17 @@ class AgentRunner:
                     raise ClawrapError(
                         "invalid_request", "The message has no content.", param="messages"
                     )
-                proc = await spawn_process(spec, start_timeout=self.settings.cli_start_timeout)
-                self.runs += 1
-                self._active.add(proc)
                 translator = TurnTranslator(tools, agent=True, cwd=str(workdir.path))
                 try:
-                    await drive_turn(proc, content, translator, events, halt)
+                    deadline = request.queue_deadline
+                    async with self.pool.dedicated_process(spec, deadline=deadline) as proc:
+                        self.runs += 1
+                        self.active += 1
+                        try:
+                            await drive_turn(proc, content, translator, events, halt)
+                        finally:
+                            self.active -= 1
                 finally:
-                    with trio.CancelScope(shield=True):
-                        await self._stop(proc)
-                    self._active.discard(proc)
                     self._learn(translator.init, agent)
             finally:
                 plan.cleanup()
@@ -125,13 +115,8 @@ class AgentRunner:
         """Sessions were deleted or expired: their working directories go too."""
         self.session_dirs.forget(session_ids)
 
-    async def aclose(self) -> None:
-        """Stop every run's process (their requests normally do it themselves)."""
-        with trio.CancelScope(shield=True):
-            async with trio.open_nursery() as nursery:
-                for proc in list(self._active):
-                    nursery.start_soon(self._stop, proc)
-            self._active.clear()
+    def close(self) -> None:
+        """Remove the sessions' working directories (the pool stops the processes)."""
         self.session_dirs.close()
 
     def _workdir(self, request: CompletionRequest, session: str | None) -> WorkDir:
@@ -141,34 +126,6 @@ class AgentRunner:
         assert request.agent is not None
         # Checked again at the start: the directory may have changed since the request was read.
         return resolve_cwd(request.agent.cwd, self.settings)
-
-    # -- one run
-
-    async def _stop(self, proc: CliProcess) -> None:
-        """End ``proc`` and everything it started. Call under a shield; never raises."""
-        pid = cli_pid(proc.client) or proc.pid  # read while the client is still connected
-        if proc.in_turn and proc.alive:
-            with trio.move_on_after(INTERRUPT_LIMIT):
-                try:
-                    await proc.interrupt()
-                except Exception:
-                    log.debug("interrupting agent CLI process %s failed", pid, exc_info=True)
-        if pid is not None:
-            try:
-                left = await stop_descendants(pid, TREE_GRACE)
-            except Exception:
-                log.warning("stopping the processes of agent run %s failed", pid, exc_info=True)
-            else:
-                if left:
-                    log.info("stopped %d process(es) left by agent CLI %s", len(left), pid)
-            # Its children are gone and it is never reused: end the CLI itself now. Left to
-            # exit on stdin EOF or SIGTERM it sometimes takes ~1.5 s (measured), which would
-            # hold the end of the response and a dropped client's run that long.
-            try:
-                await terminate_tree([pid], CLI_GRACE)
-            except Exception:
-                log.warning("stopping agent CLI process %s failed", pid, exc_info=True)
-        await proc.close()
 
     def _learn(self, init: dict[str, Any] | None, agent: AgentOptions) -> None:
         """Keep what the CLI reported at start: MCP statuses, and its tool list."""

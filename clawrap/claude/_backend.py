@@ -24,8 +24,8 @@ blocks from a sent message; a turn that ends in client tool calls is therefore
 never parked.
 
 Agent-mode requests (``request.agent``) go to the
-:class:`~clawrap.claude._agent_runner.AgentRunner` instead: a process of their own,
-never pooled.
+:class:`~clawrap.claude._agent_runner.AgentRunner` instead: a process of their own
+from the pool, never pooled.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class ClaudeBackend:
             or str(Path.home() / ".claude")
         )
         self.config_dir = Path(config_dir)
-        self.agent = AgentRunner(settings, self._options, self.config_dir, self.mcp)
+        self.agent = AgentRunner(settings, self._options, self.config_dir, self.mcp, self.pool)
 
     @property
     def cwd(self) -> str:
@@ -106,8 +106,8 @@ class ClaudeBackend:
 
     async def aclose(self) -> None:
         """End every CLI process and remove the working directory."""
-        await self.agent.aclose()
         await self.pool.aclose()
+        self.agent.close()
         shutil.rmtree(self._cwd, ignore_errors=True)
 
     def status(self) -> dict[str, Any]:
@@ -132,9 +132,7 @@ class ClaudeBackend:
         halt: HaltSignal,
     ) -> None:
         if request.agent is not None:
-            # The run spawns its own process: it counts against the pool's capacity.
-            async with self.pool.reserve(deadline=request.queue_deadline):
-                await self.agent.run(request, events, halt)
+            await self.agent.run(request, events, halt)
             return
         tools = build_client_tools(request)
         if await self._continue(request, tools, events, halt):

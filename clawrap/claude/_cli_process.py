@@ -2,8 +2,8 @@
 
 :class:`CliProcess` sends user messages (verbatim), reads the CLI's messages,
 interrupts, switches models, resets the conversation and ends the process;
-:func:`spawn_process` starts one. Only the pool (:mod:`clawrap.claude.pool._pool`) and
-the backend driving a turn use these.
+:func:`spawn_process` starts one. Only the pool (:mod:`clawrap.claude.pool`) spawns
+and ends processes; the turn driver sends, reads and interrupts.
 
 A reset rewinds the conversation to before its first message (the CLI's
 ``rewind_conversation`` control request, aimed at that message's uuid, which

@@ -2,8 +2,8 @@
 
 A process counts from the moment its spawn starts until it has exited (its
 disconnect returned), whatever it is doing meanwhile: starting, warm, parked,
-busy, being reset or being closed; a reservation counts one process spawned
-elsewhere (an agent run's). Spawns and closes go through :class:`ProcessCount`,
+busy, being reset or being closed, pooled or dedicated to one run. Spawns and
+closes go through :class:`ProcessCount`,
 so no path can start a process the count does not see or forget one that is
 still exiting. When the count is at capacity, a caller ends a process it no
 longer needs (an eviction) or waits for one to exit, up to a deadline.
@@ -11,8 +11,7 @@ longer needs (an eviction) or waits for one to exit, up to a deadline.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import trio
 
@@ -25,7 +24,7 @@ FULL_RETRY_AFTER = 1.0  # seconds, in the 429 when no process came free in time
 
 
 class ProcessCount:
-    """Live processes, spawns under way and reservations, against ``capacity``.
+    """Live processes and spawns under way, against ``capacity``.
 
     ``victim()`` gives a process nobody needs (taken out of its owner's sets) to
     end for room, or None. ``changed`` is replaced by a fresh event each time
@@ -40,13 +39,13 @@ class ProcessCount:
         self.queue_timeout = settings.queue_timeout
         self._victim = victim
         self.live: set[CliProcess] = set()  # spawned and not yet exited
-        self.spawning = self.reserved = self.closing = 0
+        self.spawning = self.closing = 0
         self._room_waiters = 0
         self.changed = trio.Event()
         self.spawned = self.failed = 0
 
     def total(self) -> int:
-        return len(self.live) + self.spawning + self.reserved
+        return len(self.live) + self.spawning
 
     def has_room(self) -> bool:
         return self.total() < self.capacity
@@ -84,20 +83,6 @@ class ProcessCount:
         """When a wait for room ends: ``given`` (the request's queue deadline), else
         ``queue_timeout`` from now."""
         return trio.current_time() + self.queue_timeout if given is None else given
-
-    @asynccontextmanager
-    async def reserve(self, *, deadline: float | None = None) -> AsyncIterator[None]:
-        """Count one process spawned elsewhere for the whole block; waits for room first,
-        until ``deadline`` (see :meth:`deadline`)."""
-        deadline = self.deadline(deadline)
-        while not self.has_room():
-            await self.wait_for_room(deadline)
-        self.reserved += 1
-        try:
-            yield
-        finally:
-            self.reserved -= 1
-            self.notify()
 
     async def wait_for_room(self, deadline: float) -> None:
         """The count is at capacity: end a victim (if there is one) and wait for it to

@@ -10,8 +10,9 @@ asks, expires idle ones and replaces dead ones; requests never wait for it.
 
 The capacity (``pool_max`` within ``pool_memory_mb``) is an invariant kept by
 :class:`~clawrap.claude.pool._count.ProcessCount`: every spawn and close goes
-through it, and agent runs, which spawn their own processes, hold a
-:meth:`ProcessPool.reserve` for their whole run. A request that finds no room
+through it, agent runs' processes included: each gets one of its own
+(:meth:`ProcessPool.dedicated_process`, :mod:`~clawrap.claude.pool._dedicated`),
+never pooled and stopped with every process it started. A request that finds no room
 evicts a parked or idle process and waits for it to exit, or waits for a
 process to come back, until the request's queue deadline (then a 429): the
 server gives each request one ``queue_timeout`` for all its waits.
@@ -36,11 +37,12 @@ from typing import Any, Literal
 
 import trio
 
-from clawrap.claude._cli_process import CliProcess, spawn_process
+from clawrap.claude._cli_process import CliProcess
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_options import SpawnKey, SpawnSpec
 from clawrap.claude.pool._coming import ComingProcesses
 from clawrap.claude.pool._count import ProcessCount
+from clawrap.claude.pool._dedicated import DedicatedProcesses
 from clawrap.claude.pool._held import IdleSet, ParkedSet
 from clawrap.claude.pool._warm_policy import PEAK_WINDOW, WarmPolicy, capacity
 from clawrap.core._config import Settings
@@ -82,6 +84,7 @@ class ProcessPool:
         self._default = default_spec.without_resume() if default_spec else None
         self.policy = WarmPolicy(settings, self._default)
         self.count = ProcessCount(self.capacity, settings, self._victim)
+        self.dedicated = DedicatedProcesses(self.count)
         self._idle = IdleSet()
         self._parked = ParkedSet(max(0, min(settings.pool_parked, self.capacity)))
         self._busy: set[CliProcess] = set()
@@ -122,6 +125,7 @@ class ProcessPool:
             self._scope.cancel()
             with trio.CancelScope(shield=True):
                 await self._stopped.wait()
+        await self.dedicated.aclose()
         with trio.CancelScope(shield=True):
             idle = self._idle.clear() + self._parked.clear()
             busy = list(self._busy)
@@ -214,11 +218,14 @@ class ProcessPool:
                 return proc
             await self.count.wait_for_room(deadline)
 
-    def reserve(self, *, deadline: float | None = None) -> AbstractAsyncContextManager[None]:
-        """Count one process spawned outside the pool (an agent run's) for the whole block,
-        which must end that process before leaving. Waits for room like :meth:`acquire`."""
+    def dedicated_process(
+        self, spec: SpawnSpec, *, deadline: float | None = None
+    ) -> AbstractAsyncContextManager[CliProcess]:
+        """A process for one run alone (an agent run's), never pooled: it counts against the
+        capacity until it has exited, and the block's end stops it with every process it
+        started. Waits for room like :meth:`acquire`, until ``deadline``."""
         self._check_open()
-        return self.count.reserve(deadline=deadline)
+        return self.dedicated.run(spec, deadline=deadline)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -428,4 +435,4 @@ class ProcessPool:
         self.count.notify()
 
 
-__all__ = ["CliProcess", "ProcessPool", "State", "spawn_process"]
+__all__ = ["CliProcess", "ProcessPool", "State"]
