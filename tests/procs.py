@@ -1,47 +1,39 @@
-"""Live child processes of the test process, read from /proc (so tests can prove none is left)."""
+"""Live child processes of the test process, read with psutil (so tests can prove none is left).
+
+psutil reads them on every platform it supports; where it cannot, it raises rather than
+returning an empty list, so a no-process-left assertion never passes for want of looking.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+import psutil
 
-def _children_of(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children.extend(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return children
+_GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 def descendants(pid: int | None = None) -> list[int]:
     """Every live descendant of ``pid`` (default: this process), zombies excluded."""
-    found: list[int] = []
-    pending = [os.getpid() if pid is None else pid]
-    while pending:
-        for child in _children_of(pending.pop()):
-            if child not in found and not _is_zombie(child):
-                found.append(child)
-                pending.append(child)
-    return found
-
-
-def _is_zombie(pid: int) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # already gone
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        children = psutil.Process(os.getpid() if pid is None else pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found: list[int] = []
+    for child in children:
+        try:
+            if child.status() not in _GONE:
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue  # exited while being looked at
+    return found
 
 
 def cmdline(pid: int) -> list[str]:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def claude_children() -> list[int]:

@@ -144,3 +144,14 @@ async def test_stop_descendants_of_a_childless_process_finds_nothing() -> None:
     async with shell_tree("echo ready; exec sleep 1000") as tree:
         with trio.fail_after(5):
             assert await stop_descendants(tree.shell.pid, grace=GENEROUS) == []
+
+
+async def test_the_tests_own_process_reader_sees_a_tree_it_did_not_start_itself() -> None:
+    # tests/procs.py backs every "no process left" assertion: it must see processes at all.
+    import procs
+
+    async with shell_tree(TWO_SLEEPS) as tree:
+        seen = procs.descendants()
+        assert set(tree.everyone) <= set(seen)
+        assert set(procs.descendants(tree.shell.pid)) == set(descendants(tree.shell.pid))
+        assert procs.cmdline(tree.children[0])[:2] == ["sleep", "1000"]

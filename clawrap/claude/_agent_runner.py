@@ -24,6 +24,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._tools import tools_body
 from clawrap.agent._workdir import SessionDirs, WorkDir, resolve_cwd
@@ -82,7 +84,10 @@ class AgentRunner:
         workdir = self._workdir(request, session)
         try:
             tools = build_client_tools(request)
-            plan = plan_history(request, self.config_dir, str(workdir.path))
+            # Writing the transcript (up to a whole request body) is kept off the event loop.
+            plan = await trio.to_thread.run_sync(
+                plan_history, request, self.config_dir, str(workdir.path)
+            )
             try:
                 spec = self.options.agent_spec(
                     request, workdir.path, self.mcp, tools, plan.resume, plan.env
@@ -105,11 +110,14 @@ class AgentRunner:
                 finally:
                     self._learn(translator.init, agent)
             finally:
-                plan.cleanup()
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(plan.cleanup)
         finally:
             if session is not None:
                 self.session_dirs.release(session)
-            workdir.cleanup()
+            with trio.CancelScope(shield=True):
+                # A run's own temporary directory may hold a whole build.
+                await trio.to_thread.run_sync(workdir.cleanup)
 
     def sessions_removed(self, session_ids: list[str]) -> None:
         """Sessions were deleted or expired: their working directories go too."""

@@ -137,7 +137,8 @@ class ClaudeBackend:
         tools = build_client_tools(request)
         if await self._continue(request, tools, events, halt):
             return
-        plan = plan_history(request, self.config_dir, self._cwd)
+        # Writing the transcript (up to a whole request body) is kept off the event loop.
+        plan = await trio.to_thread.run_sync(plan_history, request, self.config_dir, self._cwd)
         try:
             spec = replace(
                 self._options.spec(request, tools, plan.resume, plan.env),
@@ -150,7 +151,8 @@ class ClaudeBackend:
                 )
             await self._run_spec(spec, content, tools, events, halt, request)
         finally:
-            plan.cleanup()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(plan.cleanup)
 
     async def _continue(
         self,

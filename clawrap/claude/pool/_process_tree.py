@@ -10,14 +10,14 @@ do. When the CLI dies without cleaning up (SIGKILL, crash) those processes are
 re-parented to init and the links are lost, so the tree must be read *before*
 the CLI is stopped.
 
-:func:`descendants` reads the parent links (``/proc`` on Linux, ``ps``
-elsewhere). :func:`terminate_tree` sends SIGTERM (and SIGCONT, so a stopped
-process sees it), waits a bounded grace period, then SIGKILLs survivors. On
-Linux every process is held by a pidfd from the moment it is found, so a pid
-that is reused by an unrelated process in the meantime is never signalled.
-:func:`stop_descendants` freezes the tree with SIGSTOP first, so nothing can
-fork past the snapshot. Reaping stays the parent's business: a zombie counts
-as gone. :func:`cli_pid` finds the CLI's pid in a connected ``ClaudeSDKClient``.
+:func:`descendants` reads the parent links with ``psutil`` (from here in a worker
+thread: a scan reads every process on the machine). :func:`terminate_tree` sends
+SIGTERM (and SIGCONT, so a stopped process sees it), waits a bounded grace period,
+then SIGKILLs survivors. On Linux every process is held by a pidfd from the moment
+it is found, so a pid that is reused by an unrelated process in the meantime is
+never signalled. :func:`stop_descendants` freezes the tree with SIGSTOP first, so
+nothing can fork past the snapshot. Reaping stays the parent's business: a zombie
+counts as gone.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import contextlib
 import os
 import select
 import signal
-import subprocess
 import sys
 from collections import deque
 from collections.abc import Iterable
 
+import psutil
 import trio
 
 # Longest wait after SIGKILL: the kernel only needs to schedule the exit.
@@ -41,66 +41,34 @@ _POLL_MAX = 0.1
 # A tree that keeps forking while being frozen is given up on after this many sweeps.
 _FREEZE_SWEEPS = 20
 
-_HAS_PROC = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
-_HAS_PIDFD = _HAS_PROC and hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+_HAS_PIDFD = (
+    sys.platform.startswith("linux")
+    and hasattr(os, "pidfd_open")
+    and hasattr(signal, "pidfd_send_signal")
+)
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) from ``/proc/<pid>/stat``, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may itself hold ")" or spaces.
-    fields = raw[raw.rfind(")") + 2 :].split()
-    if len(fields) < 2:
-        return None
-    return fields[0], int(fields[1])
+_GONE = frozenset({psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD})
 
 
-def _ps_table() -> dict[int, tuple[str, int]]:
-    out = subprocess.run(
-        ["ps", "-A", "-o", "pid=,ppid=,stat="],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=10,
-    ).stdout
-    table: dict[int, tuple[str, int]] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit():
-            table[int(parts[0])] = (parts[2][0], int(parts[1]))
-    return table
-
-
-def _table() -> dict[int, tuple[str, int]]:
-    """pid -> (state, ppid) for every process we can see."""
-    if not _HAS_PROC:
-        return _ps_table()
-    table: dict[int, tuple[str, int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _proc_stat(int(entry))
-            if stat is not None:
-                table[int(entry)] = stat
-    return table
-
-
-def _dead(state: str) -> bool:
-    return state in ("Z", "X", "x")
+def _children_table() -> dict[int, list[int]]:
+    """parent pid -> its live children, for every process we can see."""
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid", "status"]):
+        # A process that is gone or hidden mid-scan gets None for what could not be read.
+        ppid, status = proc.info["ppid"], proc.info["status"]
+        if ppid is not None and status not in _GONE:
+            children.setdefault(ppid, []).append(proc.pid)
+    return children
 
 
 def descendants(pid: int) -> list[int]:
     """The live descendants of ``pid``, parents before children; ``[]`` if it has none.
 
-    ``pid`` itself is not included. Zombies count as gone and are left out.
+    ``pid`` itself is not included. Zombies count as gone and are left out. Reads
+    every process's parent link: blocking work, for a worker thread.
     """
-    children: dict[int, list[int]] = {}
-    for child, (state, parent) in _table().items():
-        if not _dead(state):
-            children.setdefault(parent, []).append(child)
+    children = _children_table()
     found: list[int] = []
     queue = deque([pid])
     seen = {pid}
@@ -115,11 +83,12 @@ def descendants(pid: int) -> list[int]:
 
 def is_alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie."""
-    if _HAS_PROC:
-        stat = _proc_stat(pid)
-        return stat is not None and not _dead(stat[0])
-    entry = _ps_table().get(pid)
-    return entry is not None and not _dead(entry[0])
+    try:
+        return psutil.Process(pid).status() not in _GONE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # it exists; we may not look at it
 
 
 class _Proc:
@@ -213,7 +182,8 @@ async def stop_descendants(pid: int, grace: float) -> list[int]:
     procs: dict[int, _Proc] = {}
     try:
         for _ in range(_FREEZE_SWEEPS):
-            new = [p for p in descendants(pid) if p not in procs]
+            found = await trio.to_thread.run_sync(descendants, pid)
+            new = [p for p in found if p not in procs]
             if not new:
                 break
             for child in new:
