@@ -349,3 +349,28 @@ async def test_a_conversation_ending_on_tool_results_continues_without_a_new_mes
     assert text_of(events) == "It is sunny in Paris."
     assert events[-1] == Finished("end_turn")
     assert len(scripted_model.model.requests) == 1
+
+
+async def test_a_bug_while_running_is_raised_as_itself_not_retried_as_a_cli_failure(
+    claude_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The exchange answers anything but a ClawrapError with a 500 internal_error and logs its
+    # traceback (test_exchange); here the backend must not turn a bug into a retried
+    # cli_process_failed on a fresh process.
+    from clawrap.claude._cli_process import CliProcess
+
+    calls: list[CliProcess] = []
+
+    async def broken_send(self: CliProcess, content: object) -> None:
+        calls.append(self)
+        raise TypeError("a bug in clawrap")
+
+    settings = Settings(pool_size=1, upstream_retries=0)
+    with trio.fail_after(LIMIT):
+        async with _claude_backend.open_claude_backend(settings, cli_env=claude_env) as warm:
+            await warm.pool.wait_warm()
+            monkeypatch.setattr(CliProcess, "send", broken_send)
+            with pytest.raises(TypeError, match="a bug in clawrap"):
+                await collect(warm, ask("hello", model="sonnet"))
+            assert len(calls) == 1 and calls[0].reused
+    assert claude_children() == []

@@ -214,11 +214,17 @@ class CliProcess:
             except Exception:
                 log.warning("disconnecting CLI process %s failed", self.pid, exc_info=True)
             # The held generator is parked at a yield; let it finish on the closed
-            # stream instead of being collected half-way (a ResourceWarning). It ends
-            # or raises the stream's end as an error: either way it is finished.
+            # stream instead of being collected half-way (a ResourceWarning). It ends,
+            # or reports what closed the stream as an error: either way it is finished.
             if self._messages is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await self._messages.__anext__()
+                except StopAsyncIteration:
+                    pass
+                except Exception:
+                    log.debug(
+                        "CLI process %s: its stream ended in an error", self.pid, exc_info=True
+                    )
                 self._messages = None
 
     async def _terminate(self) -> None:

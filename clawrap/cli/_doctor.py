@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import http.client
 import ipaddress
+import logging
 import os
 import socket
 import sys
@@ -25,6 +26,8 @@ from typing import Any, Literal, TextIO
 from clawrap._version import __version__
 from clawrap.core._auth import LOGIN_HINT, cli_info, detect_auth
 from clawrap.core._config import Settings, SettingsError
+
+log = logging.getLogger("clawrap.doctor")
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -239,9 +242,12 @@ async def _live(settings: Settings, environ: Mapping[str, str], model: str) -> C
             await client.disconnect()
             # Disconnecting closes the message stream, so this ends at once; it
             # finishes the SDK's nested generators instead of leaving them to GC.
-            with contextlib.suppress(Exception):
+            try:
                 async for _ in messages:
                     pass
+            except Exception:
+                # What closed the stream, reported again: the check's result is already known.
+                log.debug("the live check's message stream ended in an error", exc_info=True)
     if scope.cancelled_caught:
         return Check(
             "Live request",
