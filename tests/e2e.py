@@ -34,6 +34,7 @@ from clawrap.cli._server import serve
 from clawrap.core._config import Settings
 from clawrap.scripted._mock_upstream import MockUpstreamApp
 from clawrap.scripted._model import RecordedRequest, ScriptedModel
+from tests.pool_helpers import pids
 
 T = TypeVar("T")
 
@@ -169,7 +170,7 @@ class Clawrap:
 
     def stray_cli_pids(self) -> list[int]:
         """CLI processes alive that the pool does not hold as its own (idle or busy)."""
-        return sorted(set(claude_children()) - self.backend.pool.pids())
+        return sorted(set(claude_children()) - pids(self.backend.pool))
 
     async def shutdown(self) -> None:
         """Stop the server (idempotent) and wait until it has stopped."""

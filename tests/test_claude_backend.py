@@ -41,6 +41,7 @@ from clawrap.core._request import (
     Turn,
 )
 from clawrap.scripted._model import RecordedRequest, Reply, ToolUse
+from tests.pool_helpers import wait_warm
 from tests.procs import claude_children
 
 if TYPE_CHECKING:
@@ -368,7 +369,7 @@ async def test_a_bug_while_running_is_raised_as_itself_not_retried_as_a_cli_fail
     settings = Settings(pool_size=1, upstream_retries=0)
     with trio.fail_after(LIMIT):
         async with _claude_backend.open_claude_backend(settings, cli_env=claude_env) as warm:
-            await warm.pool.wait_warm()
+            await wait_warm(warm.pool)
             monkeypatch.setattr(CliProcess, "send", broken_send)
             with pytest.raises(TypeError, match="a bug in clawrap"):
                 await collect(warm, ask("hello", model="sonnet"))

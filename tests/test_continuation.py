@@ -21,6 +21,7 @@ from clawrap.core._config import Settings
 from clawrap.core._events import Event, Finished, TextDelta
 from clawrap.core._request import CompletionRequest, TextPart, ToolResultPart, ToolSpec, Turn
 from clawrap.scripted._model import RecordedRequest
+from tests.pool_helpers import idle_processes, wait_warm
 from tests.procs import claude_children
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def backend_settings(**overrides: Any) -> Settings:
 async def backend(claude_env: dict[str, str]) -> AsyncIterator[ClaudeBackend]:
     with trio.fail_after(LIMIT):
         async with open_claude_backend(backend_settings(), cli_env=claude_env) as b:
-            await b.pool.wait_warm()
+            await wait_warm(b.pool)
             yield b
     assert claude_children() == []
 
@@ -246,7 +247,7 @@ async def test_the_oldest_parked_conversation_is_reset_when_the_limit_is_reached
             await collect(backend, chat(first))
             await collect(backend, chat(scripted("Two.", "Second.")))
             await parked(backend, 1)
-            await backend.pool.wait_for(lambda: spy.procs[0] in backend.pool.idle_processes())
+            await backend.pool.wait_for(lambda: spy.procs[0] in idle_processes(backend.pool))
             await collect(backend, chat(first, assistant("First."), user("More?")))
             assert backend.status()["continued"] == 0
     assert claude_children() == []
@@ -259,7 +260,7 @@ async def test_with_no_room_a_fresh_request_takes_a_parked_process_cleared(
 ) -> None:
     with trio.fail_after(LIMIT):
         async with open_claude_backend(backend_settings(pool_max=1), cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             spy = Spy(backend, monkeypatch)
             await collect(backend, chat(scripted("SECRET-ONE", "Noted.")))
             await parked(backend, 1)
@@ -277,11 +278,11 @@ async def test_with_parking_off_every_process_is_cleared_after_its_turn(
         async with open_claude_backend(
             backend_settings(pool_parked=0), cli_env=claude_env
         ) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             spy = Spy(backend, monkeypatch)
             first = scripted("Hi.", "Hello.")
             await collect(backend, chat(first))
-            await backend.pool.wait_for(lambda: spy.procs[0] in backend.pool.idle_processes())
+            await backend.pool.wait_for(lambda: spy.procs[0] in idle_processes(backend.pool))
             await collect(backend, chat(first, assistant("Hello."), user("And?")))
             assert backend.status()["continued"] == 0 and backend.status()["parked"] == 0
     assert claude_children() == []

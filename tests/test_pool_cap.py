@@ -19,6 +19,7 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.core._events import Event, TextDelta
 from clawrap.scripted._model import Reply
+from tests.pool_helpers import pids, wait_warm
 from tests.procs import claude_children
 from tests.test_processes import ask
 
@@ -48,7 +49,7 @@ async def test_more_concurrent_requests_than_pool_max_never_exceed_it_and_all_su
     seen: list[int] = []
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings, cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             async with trio.open_nursery() as sampling:
 
                 async def sample() -> None:
@@ -78,7 +79,7 @@ async def test_a_request_that_finds_no_room_in_time_gets_a_429(
     started = trio.Event()
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings, cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             async with trio.open_nursery() as nursery:
 
                 async def hold() -> None:
@@ -107,7 +108,7 @@ async def test_a_request_waits_for_room_only_until_its_queue_deadline(
     started = trio.Event()
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings, cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             async with trio.open_nursery() as nursery:
 
                 async def hold() -> None:
@@ -134,13 +135,13 @@ async def test_a_dedicated_process_counts_against_the_capacity(claude_env: dict[
     settings = Settings(pool_size=1, pool_max=2, upstream_retries=0)
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings, cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
-            (warm,) = backend.pool.pids()
+            await wait_warm(backend.pool)
+            (warm,) = pids(backend.pool)
             spec = backend._options.default_spec()
             pool = backend.pool
             async with pool.dedicated_process(spec) as one, pool.dedicated_process(spec) as two:
                 # The warm process was ended to make room for the second dedicated one.
-                assert pool.pids() == {one.pid, two.pid} and warm not in pool.pids()
+                assert pids(pool) == {one.pid, two.pid} and warm not in pids(pool)
                 assert sorted(claude_children()) == sorted([one.pid, two.pid])
             assert pool.dedicated.active == set()
             assert one.pid not in claude_children() and two.pid not in claude_children()

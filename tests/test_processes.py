@@ -23,6 +23,7 @@ from clawrap.core._config import Settings
 from clawrap.core._events import Event, Finished, TextDelta
 from clawrap.core._request import CompletionRequest, TextPart, Turn
 from clawrap.scripted._model import RecordedRequest, Reply
+from tests.pool_helpers import idle_processes, is_awaited, pids, wait_warm
 from tests.procs import claude_children
 from tests.test_claude_backend import deferring_tools, last_user_text
 
@@ -51,7 +52,7 @@ async def warm(claude_env: dict[str, str]) -> AsyncIterator[ClaudeBackend]:
     """A started backend keeping one process warm, with that process ready."""
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings(), cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             yield backend
     assert claude_children() == []
 
@@ -90,7 +91,7 @@ def text_of(events: list[Event]) -> str:
 
 async def idle_again(backend: ClaudeBackend, proc: CliProcess) -> None:
     with trio.fail_after(LIMIT):
-        await backend.pool.wait_for(lambda: proc in backend.pool.idle_processes())
+        await backend.pool.wait_for(lambda: proc in idle_processes(backend.pool))
 
 
 async def test_the_first_request_gets_a_warm_process(
@@ -138,7 +139,7 @@ async def test_a_process_that_cannot_be_reset_is_replaced_not_reused(
         await collect(warm, ask("FIRST-SECRET question"))
     first = used.procs[0]
     with trio.fail_after(LIMIT):
-        await warm.pool.wait_for(lambda: first.pid not in warm.pool.pids())
+        await warm.pool.wait_for(lambda: first.pid not in pids(warm.pool))
     await collect(warm, ask("second question"))
     assert used.procs[1] is not first
     assert "FIRST-SECRET" not in str(completions(scripted_model)[-1].body)
@@ -184,7 +185,7 @@ async def test_without_room_for_another_process_a_full_model_id_is_switched_to_l
 ) -> None:
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings(pool_max=1), cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             used = Used(backend, monkeypatch)
             await collect(backend, ask("hello", model="claude-haiku-4-5"))
     assert used.procs[0].reused
@@ -222,7 +223,7 @@ async def test_a_request_arriving_during_a_reset_waits_for_that_process_not_a_ne
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(collect, warm, ask("two"))
-            await pool.wait_for(lambda: pool._coming.is_awaited(first))
+            await pool.wait_for(lambda: is_awaited(pool, first))
             resume.set()
     assert used.procs[1] is first
     assert pool.count.spawned == spawned
@@ -241,7 +242,7 @@ async def test_concurrent_requests_keep_as_many_processes_as_they_use_not_twice_
             for n in range(4):
                 nursery.start_soon(collect, warm, ask(f"burst {n}"))
             while len(nursery.child_tasks) > 0:
-                most = max(most, len(pool.pids()))
+                most = max(most, len(pids(pool)))
                 await pool.count.changed.wait()
 
     with trio.fail_after(LIMIT):
@@ -251,7 +252,7 @@ async def test_concurrent_requests_keep_as_many_processes_as_they_use_not_twice_
         await burst()
         await pool.wait_for(lambda: pool.status()["busy"] == 0 and pool.count.spawning == 0)
     assert pool.count.spawned == spawned  # the second burst found its four processes
-    assert most <= 4 and len(pool.pids()) == 4
+    assert most <= 4 and len(pids(pool)) == 4
 
 
 async def test_pooled_processes_leave_no_transcript_of_their_requests_on_disk(
@@ -283,7 +284,7 @@ async def test_a_full_model_id_is_never_switched_to_on_a_live_process_while_ther
         return len(scripted_model.model.requests) - len(completions(scripted_model))
 
     used = Used(warm, monkeypatch)
-    (default,) = warm.pool.idle_processes()
+    (default,) = idle_processes(warm.pool)
     await collect(warm, ask("first", model="claude-haiku-4-5"))
     assert used.procs[0] is not default and checks() == 0
     await idle_again(warm, used.procs[0])
@@ -299,14 +300,14 @@ async def test_warm_processes_start_on_the_model_clients_ask_for(
 ) -> None:
     used = Used(warm, monkeypatch)
     await collect(warm, ask("first", model="claude-haiku-4-5"))
-    killed = {p.pid for p in warm.pool.idle_processes() + used.procs}
+    killed = {p.pid for p in idle_processes(warm.pool) + used.procs}
     for pid in killed:
         os.kill(pid or 0, signal.SIGKILL)  # the pool replaces them for the next request
     with trio.fail_after(LIMIT):
         await warm.pool.wait_for(
-            lambda: [p.pid not in killed for p in warm.pool.idle_processes()] == [True]
+            lambda: [p.pid not in killed for p in idle_processes(warm.pool)] == [True]
         )
-    (replacement,) = warm.pool.idle_processes()
+    (replacement,) = idle_processes(warm.pool)
     assert replacement.model == "claude-haiku-4-5"
     await collect(warm, ask("second", model="claude-haiku-4-5"))
     assert used.procs[1] is replacement
@@ -315,12 +316,12 @@ async def test_warm_processes_start_on_the_model_clients_ask_for(
 async def test_a_killed_warm_process_does_not_harm_the_next_request(
     warm: ClaudeBackend, scripted_model: RunningScriptedModel
 ) -> None:
-    (pid,) = warm.pool.pids()
+    (pid,) = pids(warm.pool)
     os.kill(pid, signal.SIGKILL)
     scripted_model.model.when("after", Reply(text="still fine"))
     events = await collect(warm, ask("after the kill"))
     assert text_of(events) == "still fine"
-    assert pid not in warm.pool.pids()
+    assert pid not in pids(warm.pool)
 
 
 async def test_a_reused_process_that_fails_silently_is_retried_on_a_fresh_one(
@@ -329,7 +330,7 @@ async def test_a_reused_process_that_fails_silently_is_retried_on_a_fresh_one(
     # Pretend the health check missed the death, so the request meets the dead process.
     monkeypatch.setattr(CliProcess, "alive", property(lambda self: not self._closed))
     used = Used(warm, monkeypatch)
-    (pid,) = warm.pool.pids()
+    (pid,) = pids(warm.pool)
     os.kill(pid, signal.SIGKILL)  # whenever it dies, it cannot answer
     scripted_model.model.when("retry", Reply(text="answered"))
     events = await collect(warm, ask("retry me"))
@@ -361,7 +362,7 @@ async def test_a_cancelled_request_returns_its_process_clean_and_idle(
             nursery.cancel_scope.cancel()
     proc = used.procs[0]
     with trio.fail_after(1):
-        await warm.pool.wait_for(lambda: proc in warm.pool.idle_processes())
+        await warm.pool.wait_for(lambda: proc in idle_processes(warm.pool))
     await collect(warm, ask("next question"))
     assert "slow please" not in str(completions(scripted_model)[-1].body)
 
@@ -369,7 +370,7 @@ async def test_a_cancelled_request_returns_its_process_clean_and_idle(
 async def test_aclose_ends_every_process(claude_env: dict[str, str]) -> None:
     with trio.fail_after(LIMIT):
         async with open_claude_backend(settings(pool_size=2), cli_env=claude_env) as backend:
-            await backend.pool.wait_warm()
+            await wait_warm(backend.pool)
             assert len(claude_children()) == 2
     assert claude_children() == []
 

@@ -67,9 +67,6 @@ class ComingProcesses:
         """``proc`` is idle again, or gone; the caller tells the pool it changed."""
         self._resetting.discard(proc)
 
-    def is_awaited(self, proc: CliProcess) -> bool:
-        return proc in self._awaited
-
     @property
     def resetting_count(self) -> int:
         return len(self._resetting)

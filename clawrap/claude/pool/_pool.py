@@ -155,13 +155,6 @@ class ProcessPool:
             "max": self.capacity,
         }
 
-    def idle_processes(self) -> list[CliProcess]:
-        return self._idle.all()
-
-    def pids(self) -> set[int]:
-        """Pids of the pool's processes that have not exited yet, in every state."""
-        return {p.pid for p in self.count.live if p.pid is not None}
-
     def _changed(self) -> None:
         """Wake whoever waits for a change, and the background task."""
         self.count.notify()
@@ -171,12 +164,6 @@ class ProcessPool:
         """Wait until ``predicate()`` holds; it is checked whenever the pool changes."""
         while not predicate():
             await self.count.changed.wait()
-
-    async def wait_warm(self, count: int | None = None) -> None:
-        """Wait until ``count`` (default ``pool_size``) default-key processes are warm."""
-        want = self.settings.pool_size if count is None else count
-        key = self._default.key if self._default else None
-        await self.wait_for(lambda: key is not None and self._idle.count(key) >= want)
 
     async def _close(self, proc: CliProcess, force: bool = False) -> None:
         try:
