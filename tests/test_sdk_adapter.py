@@ -67,6 +67,20 @@ def test_the_control_request_channel_takes_a_request_and_a_timeout() -> None:
     )
 
 
+def test_the_bundled_cli_is_where_the_server_looks_for_it() -> None:
+    # core/_auth.py reads the SDK's file layout (it may not import the SDK): the binary in
+    # _bundled/ and the version the SDK records for it.
+    from claude_agent_sdk._cli_version import __cli_version__
+
+    from clawrap.core._auth import bundled_cli, cli_info
+    from clawrap.core._config import Settings
+
+    assert bundled_cli() is not None, changed("the CLI binary is no longer in _bundled/")
+    assert cli_info(Settings(), run=False).version == __cli_version__, changed(
+        "the bundled CLI's version is recorded elsewhere than claude.version or _cli_version.py"
+    )
+
+
 # -- cli_pid on stand-ins for the transport's process
 
 
