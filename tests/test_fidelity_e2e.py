@@ -142,3 +142,21 @@ async def test_messages_streams_pass_upstream_deltas_through_as_they_come(
             ]
 
     assert await in_thread(call) == deltas
+
+
+async def test_message_start_carries_the_upstreams_input_token_count(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("FIDTOKENS", Reply(text="Counted.", input_tokens=1234))
+
+    def call() -> int:
+        with (
+            clawrap_server.anthropic() as client,
+            client.messages.stream(
+                model="sonnet", max_tokens=64, messages=[{"role": "user", "content": "FIDTOKENS"}]
+            ) as events,
+        ):
+            starts = [e for e in events if e.type == "message_start"]
+        return starts[0].message.usage.input_tokens
+
+    assert await in_thread(call) == 1234

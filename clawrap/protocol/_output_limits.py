@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from clawrap.core._events import Event, Finished, TextDelta, Usage
+from clawrap.core._events import Event, Finished, InputTokens, TextDelta, Usage
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _PIECE = re.compile(rf"(\s+)|([{_CJK}])|([^\W{_CJK}]+)|(.)", re.DOTALL)
@@ -152,7 +152,7 @@ class OutputLimiter:
     def feed(self, event: Event) -> list[Event]:
         if self._passthrough:
             return [event]
-        if isinstance(event, Usage):
+        if isinstance(event, Usage | InputTokens):
             return [event]
         if self._finished:
             return []
