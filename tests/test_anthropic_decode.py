@@ -353,8 +353,8 @@ def test_unknown_model_is_a_404(settings: Settings) -> None:
         ({"messages": []}, "messages: at least one message is required"),
         ({"messages": ["hi"]}, "messages.0: Input should be an object"),
         (
-            {"messages": [{"role": "system", "content": "x"}]},
-            "messages.0.role: Input should be 'user' or 'assistant'",
+            {"messages": [{"role": "tool", "content": "x"}]},
+            "messages.0.role: Input should be 'user', 'assistant' or 'system'",
         ),
         ({"messages": [{"role": "user"}]}, "messages.0.content: Field required"),
         (
@@ -583,3 +583,36 @@ def test_server_tools_are_refused_saying_claude_code_server_tools_are_not_offere
     error = rejected(settings, tools=[{"type": "bash_20250124", "name": "bash"}])
     assert "Claude Code's server tools" in error.message
     assert error.param == "tools.0.type"
+
+
+def test_system_entries_among_the_messages_join_the_system_prompt_in_order(
+    settings: Settings,
+) -> None:
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": "Note one.", "cache_control": {"type": "x"}}],
+            "output_config": {"effort": "low"},
+        },
+        {"role": "system", "content": []},
+        {"role": "system", "content": "Note two."},
+    ]
+    request = decode(settings, system="Be brief.", messages=messages)
+    assert request.system == "Be brief.\n\nNote one.\n\nNote two."
+    assert [t.role for t in request.turns] == ["user"]
+    assert request.effort == "low"
+
+
+def test_a_system_entry_with_other_blocks_is_a_400(settings: Settings) -> None:
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": [{"type": "image", "source": {}}]},
+    ]
+    with pytest.raises(ClawrapError, match=r"messages\.1\.content\.0"):
+        decode(settings, messages=messages)
+
+
+def test_system_entries_alone_are_no_conversation(settings: Settings) -> None:
+    with pytest.raises(ClawrapError, match="at least one message"):
+        decode(settings, messages=[{"role": "system", "content": "x"}])

@@ -74,7 +74,7 @@ def test_count_tokens_charges_a_flat_cost_per_image_and_per_pdf_page() -> None:
 
 def test_count_tokens_validates_like_messages() -> None:
     with pytest.raises(ClawrapError) as info:
-        count(messages=[{"role": "system", "content": "x"}])
+        count(messages=[{"role": "tool", "content": "x"}])
     assert info.value.param == "messages.0.role"
     with pytest.raises(ClawrapError) as info:
         count_tokens_body([], Settings())

@@ -22,6 +22,7 @@ from clawrap.core._events import (
     AgentProgress,
     Event,
     Finished,
+    InputTokens,
     ReasoningDelta,
     ReasoningSignature,
     TextDelta,
@@ -449,3 +450,14 @@ def test_collector_body_equals_what_the_sdk_accumulates_from_the_stream(
     events: list[Event],
 ) -> None:
     assert plain(Message.model_validate(collect(events))) == accumulate(stream(events))
+
+
+def test_message_start_carries_the_upstreams_input_tokens() -> None:
+    encoder = AnthropicStreamEncoder(REQUEST, OPTIONS)
+    # The exchange encodes the first event before it writes the start with it.
+    first = encoder.encode(InputTokens(1234))
+    data = encoder.start() + first + encoder.encode(TextDelta("Hi")) + encoder.finish()
+    events = [payload for _, payload in sse_events(data)]
+    assert events[0]["type"] == "message_start"
+    assert events[0]["message"]["usage"] == {"input_tokens": 1234, "output_tokens": 0}
+    assert accumulate(data).content[0].text == "Hi"  # type: ignore[union-attr]

@@ -99,9 +99,19 @@ async def test_models_are_listed_in_openai_shape(app: App) -> None:
     body = (await call(app, "GET", "/v1/models")).json()
     assert body["object"] == "list"
     first = body["data"][0]
-    assert set(first) == {"id", "object", "created", "owned_by"}
+    assert {"id", "object", "created", "owned_by"} <= set(first)
     assert first["object"] == "model" and first["owned_by"] == "anthropic"
-    assert "sonnet" in [m["id"] for m in body["data"]]
+    ids = [m["id"] for m in body["data"]]
+    assert {"sonnet", "opus", "haiku", "fable", "claude-sonnet-5-5", "claude-opus-5-5"} <= set(ids)
+
+
+async def test_each_model_says_its_context_window_and_output_limit(app: App) -> None:
+    body = (await call(app, "GET", "/v1/models")).json()
+    entry = next(m for m in body["data"] if m["id"] == "claude-sonnet-4-5")
+    assert (entry["context_window"], entry["max_output_tokens"]) == (200_000, 64_000)
+    anthropic = await call(app, "GET", "/v1/models", headers={"anthropic-version": "2023-06-01"})
+    entry = next(m for m in anthropic.json()["data"] if m["id"] == "claude-opus-5-5")
+    assert (entry["max_input_tokens"], entry["max_tokens"]) == (1_000_000, 128_000)
 
 
 async def test_anthropic_clients_get_anthropics_model_list(app: App) -> None:
@@ -113,6 +123,34 @@ async def test_anthropic_clients_get_anthropics_model_list(app: App) -> None:
     entry = next(m for m in body["data"] if m["id"] == "claude-sonnet-4-5")
     assert entry["type"] == "model" and entry["display_name"] == "Claude Sonnet 4.5"
     assert entry["created_at"].endswith("Z")
+
+
+async def test_the_models_the_bundled_cli_knows_are_served(app: App) -> None:
+    for model in ("claude-sonnet-5-5", "claude-opus-5-5", "fable", "claude-haiku-4-5-20251001"):
+        assert (await call(app, "GET", f"/v1/models/{model}")).status == 200, model
+
+
+async def test_mapped_ids_are_served_and_other_ids_stay_unknown(backend: ScriptedBackend) -> None:
+    app = create_app(Settings(model_map=("gpt-4o=sonnet",)), backend, dialects={})
+    assert (await call(app, "GET", "/v1/models/gpt-4o")).status == 200
+    assert (await call(app, "GET", "/v1/models/gpt-4.1")).status == 404
+
+
+async def test_claude_codes_reachability_probe_answers_200_without_a_key(
+    backend: ScriptedBackend,
+) -> None:
+    app = create_app(Settings(api_key="secret"), backend, dialects={})
+    head = await call(app, "HEAD", "/api/hello")
+    assert (head.status, head.body) == (200, b"")
+    assert (await call(app, "GET", "/api/hello")).status == 200
+
+
+async def test_refreshing_the_model_list_without_a_live_list_gives_the_catalogue(
+    app: App,
+) -> None:
+    response = await call(app, "POST", "/v1/models/refresh")
+    assert response.status == 200
+    assert "claude-sonnet-5-5" in [m["id"] for m in response.json()["data"]]
 
 
 async def test_one_model_by_id(app: App) -> None:

@@ -25,6 +25,7 @@ from clawrap.core._errors import ClawrapError
 from clawrap.core._events import (
     Event,
     Finished,
+    InputTokens,
     ReasoningDelta,
     ReasoningSignature,
     TextDelta,
@@ -98,11 +99,12 @@ def text_of(events: list[Event]) -> str:
 async def test_a_reply_streams_as_text_deltas_then_usage_then_finished(
     backend: ClaudeBackend, scripted_model: RunningScriptedModel
 ) -> None:
-    scripted_model.model.when("greet", Reply(deltas=["Hello", " there", "!"]))
+    scripted_model.model.when("greet", Reply(deltas=["Hello", " there", "!"], input_tokens=42))
     events = await collect(backend, ask("greet me"))
-    assert events[:3] == [TextDelta("Hello"), TextDelta(" there"), TextDelta("!")]
-    assert isinstance(events[3], Usage) and events[3].output_tokens > 0
-    assert events[4:] == [Finished("end_turn")]
+    assert events[0] == InputTokens(42)  # the upstream's count, before any content
+    assert events[1:4] == [TextDelta("Hello"), TextDelta(" there"), TextDelta("!")]
+    assert isinstance(events[4], Usage) and events[4].output_tokens > 0
+    assert events[5:] == [Finished("end_turn")]
 
 
 async def test_the_upstream_request_is_lean_and_carries_the_system_text_verbatim(

@@ -172,6 +172,18 @@ def test_a_long_word_is_cut_inside_at_the_budget() -> None:
     assert rest == [Finished("max_tokens")]
 
 
+def test_whitespace_streams_at_once_while_the_budget_has_room() -> None:
+    limiter = OutputLimiter([], 50)
+    assert limiter.feed(TextDelta("w0 ")) == [TextDelta("w0 ")]
+    assert limiter.feed(TextDelta("w1\n\n")) == [TextDelta("w1\n\n")]
+
+
+def test_whitespace_after_the_last_token_that_fits_is_held_and_dropped_at_the_cut() -> None:
+    limiter = OutputLimiter([], 2)
+    assert limiter.feed(TextDelta("one two ")) == [TextDelta("one two")]
+    assert limiter.feed(TextDelta("three")) == [Finished("max_tokens")]
+
+
 def test_upstream_max_tokens_passes_through() -> None:
     assert outcome(["short"], max_tokens=50) == ("short", [Finished("end_turn")])
     out = run([TextDelta("a b"), Finished("max_tokens")], max_tokens=50)

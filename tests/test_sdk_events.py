@@ -25,6 +25,7 @@ from clawrap.core._errors import ClawrapError
 from clawrap.core._events import (
     Event,
     Finished,
+    InputTokens,
     ReasoningDelta,
     ReasoningSignature,
     TextDelta,
@@ -103,6 +104,17 @@ def test_the_first_delta_is_emitted_on_its_own_stream_event() -> None:
     translator = TurnTranslator()
     assert translator.feed(start()) == []
     assert translator.feed(text(0, "Hi")) == [TextDelta("Hi")]
+
+
+def test_the_upstreams_input_token_count_comes_first_and_once() -> None:
+    def started(msg_id: str, tokens: int) -> StreamEvent:
+        message = {"id": msg_id, "content": [], "usage": {"input_tokens": tokens}}
+        return se({"type": "message_start", "message": message})
+
+    translator = TurnTranslator()
+    assert translator.feed(started("msg_1", 1234)) == [InputTokens(1234)]
+    assert not translator.content_sent  # a failed reused process may still be retried
+    assert translator.feed(started("msg_2", 99)) == []
 
 
 def test_the_assistant_message_repeating_streamed_content_adds_nothing() -> None:

@@ -7,12 +7,14 @@ import os
 import stat
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clawrap.claude._transcript import (
     LEADING_USER_TEXT,
     RESUME_ENV,
+    RESUME_PROMPT,
     plan_history,
     project_key,
     split_history,
@@ -350,6 +352,38 @@ def test_a_tool_loop_plan_asks_the_cli_to_continue_by_itself(tmp_path: Path) -> 
     plan = plan_history(request(*TOOL_LOOP), tmp_path, str(tmp_path))
     assert plan.prompt is None
     assert plan.env == RESUME_ENV
+
+
+def lines(plan_path: Path | None) -> list[dict[str, Any]]:
+    assert plan_path is not None
+    return [json.loads(line) for line in plan_path.read_text().splitlines()]
+
+
+def test_text_after_the_results_becomes_the_cli_resume_prompt(tmp_path: Path) -> None:
+    turns = (*TOOL_LOOP[:2], user(result(1), result(2), "Answer in one word."))
+    plan = plan_history(request(*turns), tmp_path, str(tmp_path))
+    assert plan.env == RESUME_ENV | {RESUME_PROMPT: "Answer in one word."}
+    last = lines(plan.transcript)[-1]["message"]
+    assert [b["type"] for b in last["content"]] == ["tool_result", "tool_result"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),  # results alone: the CLI adds its own line, nothing to hand it
+        (" padded ",),  # the environment would not carry it unchanged
+        ("one", "two"),  # two blocks would arrive as one
+        (ImagePart("image/png", PNG),),
+    ],
+)
+def test_other_tool_result_turns_stay_whole_in_the_transcript(
+    tmp_path: Path, extra: tuple[Part | str, ...]
+) -> None:
+    turns = (*TOOL_LOOP[:2], user(result(1), result(2), *extra))
+    plan = plan_history(request(*turns), tmp_path, str(tmp_path))
+    assert plan.env == RESUME_ENV
+    last = lines(plan.transcript)[-1]["message"]
+    assert len(last["content"]) == 2 + len(extra)
 
 
 def test_a_prompt_plan_needs_no_extra_environment(tmp_path: Path) -> None:

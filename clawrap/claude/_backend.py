@@ -45,6 +45,7 @@ import trio
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.claude._agent_runner import AgentRunner
 from clawrap.claude._client_tools import ClientTools, build_client_tools
+from clawrap.claude._live_models import LiveModels
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.claude._sdk_options import OptionsBuilder, SpawnSpec
 from clawrap.claude._transcript import plan_history, split_history
@@ -94,6 +95,7 @@ class ClaudeBackend:
         )
         self.config_dir = Path(config_dir)
         self.agent = AgentRunner(settings, self._options, self.config_dir, self.mcp, self.pool)
+        self.live_models = LiveModels({**os.environ, **self._options.env})
 
     @property
     def cwd(self) -> str:
@@ -116,6 +118,10 @@ class ClaudeBackend:
     def sessions_removed(self, session_ids: list[str]) -> None:
         """Sessions were deleted or expired (the session store calls this)."""
         self.agent.sessions_removed(session_ids)
+
+    async def model_list(self, *, refresh: bool = False) -> list[dict[str, Any]] | None:
+        """The upstream's live model list (API key only), cached; None without one."""
+        return await self.live_models.get(refresh=refresh)
 
     def agent_tools(self) -> dict[str, Any]:
         """What agent mode offers, for ``GET /v1/tools``."""

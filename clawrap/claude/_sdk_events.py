@@ -45,6 +45,7 @@ from clawrap.core._events import (
     Event,
     Finished,
     FinishReason,
+    InputTokens,
     ReasoningDelta,
     ReasoningSignature,
     TextDelta,
@@ -118,6 +119,7 @@ class TurnTranslator:
         self._tool_index: dict[int, int] = {}  # upstream block index -> our tool call index
         self._tool_calls = 0
         self._streamed_ids: set[str] = set()
+        self._input_reported = False  # InputTokens sent (once per turn: the first message)
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
         self._error: ClawrapError | None = None
@@ -170,7 +172,7 @@ class TurnTranslator:
             events = self._agent_results(message)
         else:
             return []
-        if events:
+        if any(not isinstance(e, InputTokens) for e in events):
             self.content_sent = True
         return self._spaced(events) if self._agent else events
 
@@ -234,6 +236,11 @@ class TurnTranslator:
             msg = ev.get("message")
             if isinstance(msg, dict) and isinstance(msg.get("id"), str):
                 self._streamed_ids.add(msg["id"])
+            if isinstance(msg, dict) and not self._input_reported:
+                self._input_reported = True
+                usage = msg.get("usage")
+                if isinstance(usage, dict):
+                    return [InputTokens(_int(usage.get("input_tokens")))]
         elif kind == "message_delta":
             delta = ev.get("delta")
             if isinstance(delta, dict):

@@ -11,12 +11,28 @@ no project MCP servers, a plain-string system prompt (anything else is
 silently dropped by the SDK), one model turn per completion, thinking off
 unless asked for, and a neutral empty working directory.
 
-Agent mode (:meth:`OptionsBuilder.agent_spec`) is the exception: Claude Code's
-own system prompt (the request's system text appended), the tools, approvals,
-permission mode, MCP servers and working directory of
-:func:`~clawrap.agent._mode.agent_sdk_options`, and as many model turns as
-the request allows. Settings files and project MCP servers stay off: the
-fence is the CLI's own permission check, and a user's allow-rules would widen it.
+Plain (non-agent) processes also run in the CLI's bare mode
+(``CLAUDE_CODE_SIMPLE=1``, what ``--bare`` sets) with its experimental betas off
+(``CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS=1``) whenever the credentials allow
+it. Without bare mode the CLI adds a ``{"role": "system"}`` "# Environment"
+entry to every request (working directory, platform, shell, OS version, notes
+for agents, the model's own name, today's date), which a chat client never
+sent; without the betas off, a resumed conversation still gets an empty
+``{"role": "system"}`` entry carrying the effort (the per-turn-control beta).
+With both, upstream ``messages`` hold the client's turns and nothing else.
+
+Bare mode reads only ``ANTHROPIC_API_KEY`` (or an ``apiKeyHelper``), Bedrock or
+Vertex credentials, never a Claude Code login or an OAuth token, so with those
+both switches stay off and the entry stays (:func:`bare_mode_allowed`).
+Measured with CLI 2.1.337 against the scripted model: the upstream request for
+a one-line question shrinks from 1,939 to 816 bytes (999 with bare mode alone);
+spawn and turn times do not change measurably; effort still reaches the model
+(``output_config``); the
+betas left are ``claude-code``, ``interleaved-thinking`` and ``effort``, so the
+CLI's own context-management edits and thinking display "updates" are not
+asked for. SDK hooks do not fire in bare mode: a client tool call reaches the
+tool's handler (which answers with an error and runs nothing) before
+``max_turns=1`` ends the run, where the defer hook stopped it before.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from claude_agent_sdk import ClaudeAgentOptions
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import agent_sdk_options
 from clawrap.claude._client_tools import ClientTools
+from clawrap.core._auth import detect_auth
 from clawrap.core._config import Settings
 from clawrap.core._request import CompletionRequest, ResponseFormat
 
@@ -154,6 +171,23 @@ def cli_environment(settings: Settings, cli_env: Mapping[str, str] | None) -> di
     return env
 
 
+# The CLI's bare mode (no environment entry, attachments, settings hooks or plugins), and
+# no experimental betas (no {"role": "system"} entries for per-turn effort).
+BARE_ENV = {"CLAUDE_CODE_SIMPLE": "1", "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1"}
+# Credentials the CLI still reads in bare mode.
+_BARE_AUTH = frozenset({"api_key", "bedrock", "vertex", "offline"})
+
+
+def bare_mode_allowed(settings: Settings, env: Mapping[str, str]) -> bool:
+    """Whether plain CLI processes can run in bare mode with the credentials in ``env``.
+
+    ``env`` is the CLI's whole environment (the server's, plus what clawrap adds).
+    Bare mode never reads a Claude Code login or ``CLAUDE_CODE_OAUTH_TOKEN``; with
+    those the CLI would fail to authenticate, so it stays off.
+    """
+    return detect_auth(settings, env).method in _BARE_AUTH
+
+
 def response_format_instruction(response_format: ResponseFormat | None) -> str:
     """The system prompt's instruction standing in for ``response_format`` ("" for text).
 
@@ -179,11 +213,16 @@ class OptionsBuilder:
         self.cwd = cwd
         self.env = cli_environment(settings, cli_env)
         self._env_items = tuple(sorted(self.env.items()))
+        # Plain processes: bare mode where the credentials allow it; agents keep the
+        # CLI's environment description (there it is true and useful).
+        self.bare = bare_mode_allowed(settings, {**os.environ, **self.env})
+        plain = self.env | BARE_ENV if self.bare else self.env
+        self._plain_env_items = tuple(sorted(plain.items()))
 
     def default_spec(self) -> SpawnSpec:
         """The spec of a request with no system text, no tools and default settings."""
         return SpawnSpec(
-            SpawnKey(NEUTRAL_SYSTEM_PROMPT, cwd=self.cwd, env=self._env_items),
+            SpawnKey(NEUTRAL_SYSTEM_PROMPT, cwd=self.cwd, env=self._plain_env_items),
             model=self.settings.default_model,
             cli_path=self.settings.cli_path,
         )
@@ -215,6 +254,7 @@ class OptionsBuilder:
             system_prompt=system,
             permission_mode=agent["permission_mode"],
             cwd=agent["cwd"],
+            env=self._env_items,
         )
         agent = agent | {"max_budget_usd": request.max_budget_usd}
         return replace(base, key=key, agent=agent)
@@ -243,7 +283,7 @@ class OptionsBuilder:
             thinking_budget=budget,
             effort=request.effort,
             cwd=self.cwd,
-            env=self._env_items,
+            env=self._plain_env_items,
         )
         return SpawnSpec(
             key,
@@ -256,10 +296,12 @@ class OptionsBuilder:
 
 
 __all__ = [
+    "BARE_ENV",
     "NEUTRAL_SYSTEM_PROMPT",
     "OptionsBuilder",
     "SpawnKey",
     "SpawnSpec",
+    "bare_mode_allowed",
     "cli_environment",
     "response_format_instruction",
 ]

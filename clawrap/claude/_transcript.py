@@ -17,9 +17,13 @@ Two shapes, chosen by the last user turn:
 - It carries tool results (the tool loop): the CLI drops ``tool_result`` blocks
   from a sent message, so the whole conversation goes into the transcript and
   ``prompt`` is None; ``env`` turns on the CLI's resumption of an interrupted
-  turn, so it continues at once after connecting, with nothing sent. Upstream
-  the last user message then ends with the CLI's line "Continue from where you
-  left off.".
+  turn, so it continues at once after connecting, with nothing sent. The CLI
+  then adds a text block to that turn: ``CLAUDE_CODE_RESUME_PROMPT``, or its
+  own line "Continue from where you left off." without it. When the client's
+  turn carries one text block after its results (and that text survives the
+  trip through the environment unchanged), the text goes there instead of the
+  transcript, so upstream the turn is exactly the client's; a turn of results
+  alone still gets the CLI's line, which no switch of the CLI removes.
 
 Normalisation, before either: empty text and empty turns go; consecutive turns
 of one role merge (OpenAI sends each tool result as its own message); a leading
@@ -66,6 +70,10 @@ from clawrap.protocol._conversation_shape import check_conversation, kept, tools
 
 # The CLI's switch for continuing a resumed session whose last turn is the user's.
 RESUME_ENV = {"CLAUDE_CODE_RESUME_INTERRUPTED_TURN": "1"}
+# The text the CLI adds to that turn when it continues it.
+RESUME_PROMPT = "CLAUDE_CODE_RESUME_PROMPT"
+# An environment string well below Linux's 128 KiB cap per string.
+_MAX_RESUME_PROMPT = 32 * 1024
 LEADING_USER_TEXT = "(The conversation starts with the assistant's message.)"
 # The CLI hashes longer project directory names in a way we cannot reproduce.
 _MAX_PROJECT_KEY = 200
@@ -286,6 +294,21 @@ def split_history(
     return messages[:-1], last
 
 
+def resume_text(last: dict[str, Any]) -> str | None:
+    """The text to hand the CLI as its resume prompt for ``last``, a turn of tool results.
+
+    Only when the turn is its results and then one text block, and the text comes back
+    from the CLI's environment unchanged (no surrounding whitespace, no NUL, not huge).
+    """
+    others = [b for b in last["content"] if b["type"] != "tool_result"]
+    if len(others) != 1 or others[0]["type"] != "text":
+        return None
+    text: str = others[0]["text"]
+    if text != text.strip() or "\0" in text or len(text.encode()) > _MAX_RESUME_PROMPT:
+        return None
+    return text
+
+
 def plan_history(request: CompletionRequest, config_dir: Path, cwd: str) -> HistoryPlan:
     """Write what the CLI needs to see the earlier turns; return how to start it.
 
@@ -294,21 +317,30 @@ def plan_history(request: CompletionRequest, config_dir: Path, cwd: str) -> Hist
     history, prompt = split_history(request)
     if not history:
         return HistoryPlan(None, prompt)
+    env: dict[str, str] = {}
+    if prompt is None:
+        env = dict(RESUME_ENV)
+        text = resume_text(history[-1])
+        if text is not None:
+            results = [b for b in history[-1]["content"] if b["type"] == "tool_result"]
+            history = [*history[:-1], {"role": "user", "content": results}]
+            env[RESUME_PROMPT] = text
     session_id = str(uuid.uuid4())
     entries = transcript_entries(
         history, session_id=session_id, cwd=cwd, model=request.model, timestamp=_now()
     )
     path = write_transcript(config_dir, cwd, session_id, entries)
-    env = dict(RESUME_ENV) if prompt is None else {}
     last_user = next(e["uuid"] for e in reversed(entries) if e["type"] == "user")
     return HistoryPlan(session_id, prompt, env, path, (entries[0]["uuid"], last_user))
 
 
 __all__ = [
     "RESUME_ENV",
+    "RESUME_PROMPT",
     "HistoryPlan",
     "plan_history",
     "project_key",
+    "resume_text",
     "split_history",
     "to_content_blocks",
     "to_messages",

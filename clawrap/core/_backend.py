@@ -87,6 +87,15 @@ class OffersAgentTools(Protocol):
 
 
 @runtime_checkable
+class ListsModels(Protocol):
+    """A backend that can ask its upstream which models exist (a live ``GET /v1/models``)."""
+
+    async def model_list(self, *, refresh: bool = False) -> list[dict[str, Any]] | None:
+        """The upstream's models as catalogue entries, or None when it cannot tell."""
+        ...
+
+
+@runtime_checkable
 class RunsMcpServers(Protocol):
     """A backend that starts the operator's MCP servers and learns their status."""
 
@@ -102,6 +111,7 @@ __all__ = [
     "EventSink",
     "HaltSignal",
     "KeepsSessionState",
+    "ListsModels",
     "OffersAgentTools",
     "RunsMcpServers",
 ]

@@ -147,6 +147,7 @@ class Settings(BaseSettings):
     default_model: Name = "sonnet"
     models: tuple[Name, ...] = ()  # overrides the advertised catalogue
     allow_any_model: bool = False  # pass unknown model ids through to the CLI
+    model_map: tuple[Name, ...] = ()  # "requested=served" pairs, e.g. "gpt-4o=sonnet"
 
     # -- the Claude Code CLI
     cli_path: str | None = None
@@ -202,6 +203,15 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("model_map")
+    @classmethod
+    def _model_pairs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pair in value:
+            source, sep, target = pair.partition("=")
+            if not (sep and source.strip() and target.strip()):
+                raise ValueError(f"model map entries are requested=served, not {pair!r}")
+        return value
 
     @field_validator("cors_origins")
     @classmethod

@@ -1,7 +1,8 @@
 """The internal event stream: what a backend emits and every encoder consumes.
 
-A run emits, in order: any number of content events (text, reasoning, tool
-calls, agent progress), then zero or one :class:`Usage`, then exactly one
+A run emits, in order: at most one :class:`InputTokens` (the upstream reply
+began), any number of content events (text, reasoning, tool calls, agent
+progress), then zero or one :class:`Usage`, then exactly one
 :class:`Finished`. A failure is not an event: the backend raises
 :class:`~clawrap.core._errors.ClawrapError` and the exchange renders it in the
 protocol's own shape.
@@ -68,6 +69,17 @@ class AgentProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class InputTokens:
+    """The input token count the upstream reported as its reply began (before any content).
+
+    Encoders that announce a reply up front (the Messages API's ``message_start``) use it;
+    the others ignore it. The final :class:`Usage` still carries the run's totals.
+    """
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts as the SDK reports them; never estimated."""
 
@@ -85,7 +97,8 @@ class Finished:
 
 
 Event = (
-    TextDelta
+    InputTokens
+    | TextDelta
     | ReasoningDelta
     | ReasoningSignature
     | ToolCallStart
@@ -100,6 +113,7 @@ __all__ = [
     "Event",
     "FinishReason",
     "Finished",
+    "InputTokens",
     "ReasoningDelta",
     "ReasoningSignature",
     "TextDelta",

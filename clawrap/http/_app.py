@@ -67,6 +67,7 @@ from clawrap.sessions._store import SessionStore
 logger = logging.getLogger("clawrap.app")
 
 _SESSION_PREFIX = "/v1/sessions/"
+REFRESH_PATH = "/v1/models/refresh"
 # Body fields that are Claude Code's settings, not the dialect's.
 _CLAUDE_FIELDS = ("enable_tools", "claude")
 
@@ -212,7 +213,11 @@ class App:
             await send_error(call, refusal)
             return
         route = call.path
-        if call.path.startswith(MODEL_PREFIX) and len(call.path) > len(MODEL_PREFIX):
+        if (
+            call.path.startswith(MODEL_PREFIX)
+            and len(call.path) > len(MODEL_PREFIX)
+            and call.path != REFRESH_PATH
+        ):
             route = "/v1/models/{id}"
             call.params["id"] = call.path[len(MODEL_PREFIX) :]
         elif call.path.startswith(_SESSION_PREFIX) and len(call.path) > len(_SESSION_PREFIX):

@@ -10,6 +10,7 @@ None of them starts a CLI process or calls upstream.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl
 
 import trio
@@ -18,9 +19,10 @@ from clawrap._version import __version__
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._tools import tools_body
 from clawrap.core._auth import cli_info, detect_auth, sdk_version
-from clawrap.core._backend import Backend, OffersAgentTools, RunsMcpServers
+from clawrap.core._backend import Backend, ListsModels, OffersAgentTools, RunsMcpServers
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
+from clawrap.core._models import note_live_ids
 from clawrap.http._asgi import send_bytes, send_json
 from clawrap.http._exchange_sessions import Sessions
 from clawrap.http._landing import render_landing, render_locked
@@ -66,6 +68,7 @@ class InfoRoutes:
         return {
             ("GET", "/v1/models"): self.models,
             ("GET", "/v1/models/{id}"): self.model,
+            ("POST", "/v1/models/refresh"): self.refresh_models,
             ("GET", "/v1/pool"): self.pool,
             ("GET", "/v1/sessions"): self.session_route,
             ("GET", "/v1/sessions/{id}"): self.session_route,
@@ -73,16 +76,37 @@ class InfoRoutes:
             ("GET", "/v1/tools"): self.tools,
             ("GET", "/v1/mcp/servers"): self.mcp_servers,
             ("GET", "/health"): self.health,
+            ("GET", "/v1/api/hello"): self.hello,
+            ("HEAD", "/v1/api/hello"): self.hello,
             ("GET", "/version"): self.version,
             ("GET", "/"): self.landing,
         }
 
+    async def _live(self, *, refresh: bool = False) -> list[dict[str, Any]] | None:
+        """The backend's live model list, when it has one (remembered as served ids)."""
+        if not isinstance(self.backend, ListsModels):
+            return None
+        live = await self.backend.model_list(refresh=refresh)
+        if live is not None:
+            note_live_ids(m["id"] for m in live)
+        return live
+
     async def models(self, call: Call) -> None:
-        await send_json(call.send, 200, models_body(self.settings, call.shape, self.started_at))
+        live = await self._live()
+        await send_json(
+            call.send, 200, models_body(self.settings, call.shape, self.started_at, live)
+        )
+
+    async def refresh_models(self, call: Call) -> None:
+        live = await self._live(refresh=True)
+        await send_json(
+            call.send, 200, models_body(self.settings, call.shape, self.started_at, live)
+        )
 
     async def model(self, call: Call) -> None:
+        live = await self._live()
         try:
-            body = model_object(self.settings, call.params["id"], call.shape, self.started_at)
+            body = model_object(self.settings, call.params["id"], call.shape, self.started_at, live)
         except ClawrapError as error:
             await send_error(call, error)
             return
@@ -129,6 +153,11 @@ class InfoRoutes:
 
     async def health(self, call: Call) -> None:
         await send_json(call.send, 200, {"status": "ok"})
+
+    async def hello(self, call: Call) -> None:
+        """Claude Code's reachability probe (``HEAD /api/hello``): 200, and for GET a body."""
+        body = b"" if call.request.method == "HEAD" else b'{"status":"ok"}'
+        await send_bytes(call.send, 200, body, b"application/json")
 
     async def version(self, call: Call) -> None:
         # Reads the installed packages' files: kept off the event loop like any disk access.

@@ -38,8 +38,9 @@ ALLOW_METHODS = "GET, POST, OPTIONS"
 EXPOSE_HEADERS = "x-request-id, retry-after"
 PREFLIGHT_MAX_AGE = "600"
 
-# Routes a monitor must reach without a key.
-OPEN_ROUTES = frozenset({("GET", "/health")})
+# Routes a monitor must reach without a key; /api/hello is the reachability probe Claude
+# Code sends to its base URL before it starts.
+OPEN_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/v1/api/hello"), ("GET", "/v1/api/hello")})
 METRICS_ROUTE = "/metrics"
 # The identity of a request that came with the metrics key.
 METRICS_READER = "metrics"

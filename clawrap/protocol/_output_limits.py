@@ -16,7 +16,8 @@ There is no tokenizer offline, so tokens are counted approximately:
   one token for words of up to 8 characters, then about one per 4 characters;
 - each CJK character, and each other non-space character (punctuation), costs 1;
 - whitespace is free, and belongs to the token after it (as in BPE vocabularies),
-  so a cut never leaves trailing whitespace.
+  so a cut never leaves trailing whitespace. It is held back only once the budget
+  is spent (the next token would be cut); before that it streams as it comes.
 
 So N short whitespace-separated words cost N tokens. When the next token would
 exceed the budget, the text is cut before it (a long word is cut inside, at the
@@ -28,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from clawrap.core._events import Event, Finished, TextDelta, Usage
+from clawrap.core._events import Event, Finished, InputTokens, TextDelta, Usage
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _PIECE = re.compile(rf"(\s+)|([{_CJK}])|([^\W{_CJK}]+)|(.)", re.DOTALL)
@@ -71,7 +72,12 @@ class _TokenBudget:
             space, word = m.group(1), m.group(3)
             if space:
                 self._close_word()
-                self._space += space
+                if self._used < self._limit:
+                    # A next token would fit (at least its start): no cut can follow
+                    # this whitespace, so it goes out now instead of waiting for it.
+                    out.append(space)
+                else:
+                    self._space += space
                 continue
             if not word or self._space or not self._word:
                 self._close_word()
@@ -146,7 +152,7 @@ class OutputLimiter:
     def feed(self, event: Event) -> list[Event]:
         if self._passthrough:
             return [event]
-        if isinstance(event, Usage):
+        if isinstance(event, Usage | InputTokens):
             return [event]
         if self._finished:
             return []

@@ -78,6 +78,12 @@ class MockUpstreamApp:
             self.model.record(RecordedRequest(method, path, headers, body, query))
             if path == "/v1/messages" and method == "POST":
                 await self._messages(body, receive, send)
+            elif path == "/v1/models" and method == "GET":
+                models = self.model.models
+                first = models[0]["id"] if models else None
+                last = models[-1]["id"] if models else None
+                page = {"data": models, "has_more": False, "first_id": first, "last_id": last}
+                await _send_json(send, 200, page)
             elif path == "/v1/messages/count_tokens" and method == "POST":
                 await _send_json(send, 200, {"input_tokens": estimate_tokens(body)})
             else:

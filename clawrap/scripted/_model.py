@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from clawrap.core._models import CATALOGUE
 from clawrap.scripted._render import (
     SseEvent,
     error_body,
@@ -194,6 +195,21 @@ class _Rule:
         return reply
 
 
+def catalogue_models() -> list[dict[str, Any]]:
+    """clawrap's model catalogue as a Messages API model list would give it."""
+    return [
+        {
+            "type": "model",
+            "id": m.id,
+            "display_name": m.display_name,
+            "created_at": "2026-01-01T00:00:00Z",
+            "max_input_tokens": m.context_window,
+            "max_tokens": m.max_output_tokens,
+        }
+        for m in CATALOGUE
+    ]
+
+
 class ScriptedModel:
     """Picks a reply for each request and records every request (in-process rules first)."""
 
@@ -202,6 +218,8 @@ class ScriptedModel:
         self.requests: list[RecordedRequest] = []
         self._rules: list[_Rule] = []
         self._changed = trio.Event()
+        # What GET /v1/models lists (the Messages API's shape); tests may change it.
+        self.models: list[dict[str, Any]] = catalogue_models()
 
     def when(self, marker: str, *replies: Reply) -> None:
         """Answer requests whose messages mention ``marker`` with ``replies`` in turn.

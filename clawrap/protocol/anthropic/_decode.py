@@ -195,11 +195,34 @@ _ROLE_OF: dict[str, Role] = {
 }
 
 
+def _system_entry(message: _Message, i: int) -> str:
+    """The text of a ``{"role": "system"}`` entry among the messages ("" for none).
+
+    Claude Code sends these with its per-turn-control beta (its environment note, and
+    empty ones that carry ``output_config``). The CLI behind clawrap cannot take a system
+    message between turns, so their text joins the system prompt, in order.
+    """
+    content = message.content
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad(f"messages.{i}.content", "Input should be a valid string or a list of blocks")
+    texts: list[str] = []
+    for j, block in enumerate(content):
+        where = f"messages.{i}.content.{j}"
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise _bad(where, "system messages may hold text blocks only")
+        texts.append(_check(_Text, block, where).text)
+    return "\n\n".join(t for t in texts if t)
+
+
 def _turns(messages: list[_Message], settings: Settings) -> tuple[Turn, ...]:
-    if not messages:
+    if not [m for m in messages if m.role != "system"]:
         raise _bad("messages", "at least one message is required")
     turns: list[Turn] = []
     for i, message in enumerate(messages):
+        if message.role == "system":
+            continue
         path = f"messages.{i}.content"
         content = message.content
         if isinstance(content, str):
@@ -322,11 +345,19 @@ def decode_messages(
     model = resolve_model(requested, settings)
     tools = _tools(parsed.tools)
     fmt = parsed.output_format or (parsed.output_config.format if parsed.output_config else None)
+    entries = [(i, m) for i, m in enumerate(parsed.messages) if m.role == "system"]
+    in_turns = [_system_entry(m, i) for i, m in entries]
+    system = "\n\n".join(t for t in (_system(parsed.system), *in_turns) if t) or None
+    # The effort a system entry carries (per-turn control) counts when the body has none.
+    effort = parsed.output_config.effort if parsed.output_config else None
+    for _, message in entries:
+        if effort is None and message.output_config is not None:
+            effort = message.output_config.effort
     return CompletionRequest(
         model=model,
         requested_model=requested,
         turns=_turns(parsed.messages, settings),
-        system=_system(parsed.system),
+        system=system,
         tools=tools,
         tool_choice=_tool_choice(parsed.tool_choice, tools),
         parallel_tool_calls=not (
@@ -338,7 +369,7 @@ def decode_messages(
         response_format=ResponseFormat("json_schema", fmt.json_schema, strict=True)
         if fmt
         else None,
-        effort=parsed.output_config.effort if parsed.output_config else None,
+        effort=effort,
         thinking_budget=_thinking_budget(parsed.thinking, parsed.max_tokens),
         session_id=_session_id(headers),
         metadata=_metadata(parsed.metadata),

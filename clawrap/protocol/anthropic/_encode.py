@@ -21,6 +21,7 @@ from clawrap.core._events import (
     Event,
     Finished,
     FinishReason,
+    InputTokens,
     ReasoningDelta,
     ReasoningSignature,
     TextDelta,
@@ -200,6 +201,7 @@ class AnthropicStreamEncoder:
         self._options = options
         self._blocks = _Blocks()
         self._done = False
+        self._input_tokens = 0
 
     def start(self) -> bytes:
         message: dict[str, Any] = {
@@ -210,11 +212,16 @@ class AnthropicStreamEncoder:
             "model": self._options.model,
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            # The exchange sends this with the first event it encodes; the upstream's
+            # count arrives before any content (InputTokens), so it is known by then.
+            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
         }
         return _frame([{"type": "message_start", "message": message}, _PING])
 
     def encode(self, event: Event) -> bytes:
+        if isinstance(event, InputTokens):
+            self._input_tokens = event.count
+            return b""
         if self._done:
             return b""
         return _frame(self._blocks.feed(event))

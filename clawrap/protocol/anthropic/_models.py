@@ -22,11 +22,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
-class _Message(_Model):
-    role: Literal["user", "assistant"]
-    content: Any = Field(...)
-
-
 class _Metadata(_Model):
     user_id: str | None = None
 
@@ -50,6 +45,13 @@ class _JsonFormat(_Model):
 class _OutputConfig(_Model):
     effort: Effort | None = None
     format: _JsonFormat | None = None
+
+
+class _Message(_Model):
+    # "system": an entry Claude Code puts among the turns (its per-turn-control beta)
+    role: Literal["user", "assistant", "system"]
+    content: Any = Field(...)
+    output_config: _OutputConfig | None = None
 
 
 class _Body(_Model):

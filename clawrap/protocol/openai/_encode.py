@@ -19,6 +19,7 @@ from clawrap.core._events import (
     Event,
     Finished,
     FinishReason,
+    InputTokens,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
@@ -157,7 +158,7 @@ class ChatStreamEncoder:
         if isinstance(event, Usage):
             self._usage = event  # may arrive after Finished; sent by finish()
             return b""
-        if self._finished or self._done:
+        if isinstance(event, InputTokens) or self._finished or self._done:
             return b""
         out = self.start()
         if isinstance(event, TextDelta):
