@@ -208,8 +208,10 @@ class App:
     async def _dispatch(self, call: Call) -> None:
         headers = call.request.headers
         method = call.request.method
-        refusal = security.check_host(self.settings, headers) or security.check_origin(
-            self.settings, headers
+        refusal = (
+            security.check_host(self.settings, headers)
+            or security.check_origin(self.settings, headers)
+            or security.check_fetch_site(self.settings, headers)
         )
         if refusal is not None:
             await send_error(call, refusal)
@@ -318,6 +320,10 @@ class App:
         )
 
     async def _read(self, call: Call) -> bytes:
+        """The JSON body of a POST route (415 unless declared ``application/json``)."""
+        refusal = security.check_json_content_type(call.request.headers)
+        if refusal is not None:
+            raise refusal
         return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
 
     async def _count_tokens(self, call: Call) -> None:

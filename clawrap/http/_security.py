@@ -122,6 +122,68 @@ def check_origin(settings: Settings, headers: Mapping[str, str]) -> ClawrapError
     )
 
 
+def check_fetch_site(settings: Settings, headers: Mapping[str, str]) -> ClawrapError | None:
+    """403 for a request a browser says comes from another site, unless its origin is allowed.
+
+    Browsers send ``Sec-Fetch-Site`` on every request, including the simple ones that
+    carry no ``Origin`` (a form post, a ``text/plain`` fetch in no-cors mode). A
+    ``Referer`` naming another site is refused the same way: it, too, only comes from
+    a browser page.
+    """
+    origin = headers.get("origin", "").strip()
+    allowed = bool(origin) and (_origin_allowed(origin, settings) or _same_origin(origin, headers))
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site in ("cross-site", "same-site") and not allowed:
+        return ClawrapError(
+            "permission",
+            f"Requests from other web sites are refused (Sec-Fetch-Site: {site}). To let a "
+            "web app use this server, add its origin to CLAWRAP_CORS_ORIGINS.",
+            code="cross_site_request",
+        )
+    referer = headers.get("referer")
+    if referer is not None and not allowed:
+        page = _origin_of(referer)
+        if page is not None and not (
+            _origin_allowed(page, settings) or _same_origin(page, headers)
+        ):
+            return ClawrapError(
+                "permission",
+                f"Requests from the web page at {page!r} are refused. To let a web app on that "
+                f"origin use this server, add it to CLAWRAP_CORS_ORIGINS.",
+                code="origin_not_allowed",
+            )
+    return None
+
+
+def _origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL, None for anything else."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme.lower()}://{host}" if host else None
+
+
+def check_json_content_type(headers: Mapping[str, str]) -> ClawrapError | None:
+    """415 unless the body is declared ``application/json``.
+
+    A browser can send ``text/plain``, form encodings or no type at all to another
+    site without asking it first (no CORS preflight); ``application/json`` always
+    needs a preflight, which this server answers only for configured origins.
+    """
+    declared = headers.get("content-type", "")
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json":
+        return None
+    shown = f"{declared.strip()!r}" if declared.strip() else "none"
+    return ClawrapError(
+        "invalid_request",
+        f"The request body must be JSON sent with 'Content-Type: application/json' (got {shown}).",
+        status=415,
+        code="unsupported_media_type",
+    )
+
+
 def cors_headers(settings: Settings, headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """CORS response headers, only for a configured origin (nothing otherwise)."""
     origin = headers.get("origin")
@@ -234,7 +296,9 @@ __all__ = [
     "OPEN_ROUTES",
     "authenticate",
     "check_api_key",
+    "check_fetch_site",
     "check_host",
+    "check_json_content_type",
     "check_origin",
     "cors_headers",
     "host_name",
