@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     idle_timeout: Seconds = 120.0  # longest gap between upstream events
     max_concurrency: AtLeastOne = 4  # concurrent CLI runs
     queue_timeout: Seconds = 60.0  # longest a request queues (session, run slot, pool), in all
+    header_timeout: Seconds = 75.0  # connection open (or idle after a response) -> headers in
+    body_timeout: Seconds = 300.0  # headers in -> whole body received (20 MiB at ~0.6 Mbit/s)
 
     # -- models
     default_model: Name = "sonnet"

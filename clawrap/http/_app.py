@@ -41,6 +41,7 @@ from clawrap.core._errors import ClawrapError
 from clawrap.core._models import ALIASES, advertised_models
 from clawrap.core._request import CompletionRequest
 from clawrap.http import _security as security
+from clawrap.http import _wire as wire
 from clawrap.http._accounting_routes import AccountingRoutes
 from clawrap.http._asgi import (
     ClientDisconnected,
@@ -166,26 +167,53 @@ class App:
         record = RequestRecord(
             request.method, request.path, request_id(request.headers.get("x-request-id"))
         )
+        raw_headers = list(scope.get("headers") or ())
+        framing = wire.check_version(str(scope.get("http_version", "1.1"))) or (
+            wire.check_header_size(
+                wire.header_block_size(
+                    request.method, bytes(scope.get("raw_path") or b""), raw_headers
+                )
+            )
+        )
+        # After a refusal of the framing, or a request framed two ways, nothing more on this
+        # connection can be trusted: h11 closes it once the answer is sent.
+        close = framing is not None or wire.ambiguous_length(raw_headers)
         extra = header_pairs(
             [
                 ("x-request-id", record.request_id),
                 ("x-content-type-options", "nosniff"),
                 *security.cors_headers(self.settings, request.headers),
+                *([("connection", "close")] if close else []),
             ]
         )
 
+        gone = False
+
         async def tracked_send(message: Message) -> None:
+            nonlocal gone
             if message.get("type") == "http.response.start":
                 record.status = int(message["status"])
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
+            if gone:
+                return
+            try:
+                await send(message)
+            except trio.BusyResourceError:
+                # hypercorn closes a connection its client left (send_eof, from its reading
+                # task and outside its send lock) while this task may be writing to it. The
+                # client is gone: drop this and later sends, as hypercorn does after a close.
+                gone = True
+                record.disconnected = True
 
         path = canonical_path(request.path)
         call = Call(
             request, receive, tracked_send, record, path, error_shape(path, request.headers)
         )
         try:
-            await self._dispatch(call)
+            if framing is not None:
+                await send_error(call, framing)
+            else:
+                await self._dispatch(call)
         except ClientDisconnected:
             record.disconnected = True
         except Exception:
@@ -324,7 +352,16 @@ class App:
         refusal = security.check_json_content_type(call.request.headers)
         if refusal is not None:
             raise refusal
-        return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
+        limit = self.settings.body_timeout
+        with trio.move_on_after(limit):
+            return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
+        # The connection closes after this answer: the rest of the body is never read.
+        raise ClawrapError(
+            "invalid_request",
+            f"The request body did not arrive within {limit:g} s (CLAWRAP_BODY_TIMEOUT).",
+            status=408,
+            code="body_timeout",
+        )
 
     async def _count_tokens(self, call: Call) -> None:
         dialect = self.dialects.get("anthropic")

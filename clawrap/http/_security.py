@@ -15,6 +15,7 @@ and only configured origins (or this server's own pages) are let through.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 
 from clawrap.accounting._keys import LOCAL, Identity, KeyRing
@@ -22,6 +23,8 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# A Host header: a DNS name or IPv4 address, or a bracketed IPv6 address; then an optional port.
+_HOST_SYNTAX = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*)|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 # Addresses that mean "every interface": not a name a client can use to reach us by.
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
@@ -83,6 +86,15 @@ def check_host(settings: Settings, headers: Mapping[str, str]) -> ClawrapError |
     host = headers.get("host")
     if host is None:
         return None
+    if not _HOST_SYNTAX.fullmatch(host.strip()):
+        # h11 takes any bytes; a name with userinfo (127.0.0.1:80@evil.example), paths or
+        # spaces would otherwise be cut down to something that looks allowed.
+        shown = host if len(host) <= 80 else host[:77] + "..."
+        return ClawrapError(
+            "invalid_request",
+            f"The Host header {shown!r} is not a host name or address with an optional port.",
+            code="invalid_host",
+        )
     name = host_name(host)
     if _host_allowed(name, settings):
         return None
