@@ -163,3 +163,38 @@ async def test_a_cwd_whose_resolution_fails_is_400(
     response = await call(app, "POST", "/v1/chat/completions", json_body=chat(), headers=headers)
     assert response.status == 400
     assert backend.runs == 0
+
+
+# -- schemas no answer can match ----------------------------------------------------------------
+
+
+async def test_a_self_referencing_json_schema_is_400_before_any_run(
+    app: App, backend: ScriptedBackend
+) -> None:
+    body = {
+        **chat(),
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"$ref": "#"}},
+        },
+    }
+    response = await call(app, "POST", "/v1/chat/completions", json_body=body, headers=JSON)
+    assert response.status == 400
+    assert response.json()["error"]["param"] == "response_format"
+    assert "cycle" in response.json()["error"]["message"]
+    assert backend.runs == 0
+
+
+async def test_a_schema_nested_past_the_setting_is_400(backend: ScriptedBackend) -> None:
+    app = create_app(Settings(json_schema_max_depth=8), backend)
+    schema: dict[str, object] = {"type": "string"}
+    for _ in range(12):
+        schema = {"type": "array", "items": schema}
+    body = {
+        **chat(),
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    }
+    response = await call(app, "POST", "/v1/chat/completions", json_body=body, headers=JSON)
+    assert response.status == 400
+    assert "deeper than 8" in response.json()["error"]["message"]
+    assert backend.runs == 0

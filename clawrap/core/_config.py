@@ -174,6 +174,7 @@ class Settings(BaseSettings):
 
     # -- content
     allow_remote_images: bool = False  # http(s) image URLs go to the model as URL sources
+    json_schema_max_depth: AtLeastOne = 64  # deepest nesting of a response_format json_schema
 
     # -- agent mode
     agent_roots: tuple[Name, ...] = ()  # empty: agent mode off

@@ -305,7 +305,9 @@ class App:
             body = {k: v for k, v in body.items() if k not in _CLAUDE_FIELDS}
             request, options = dialect.decode(body, headers, self.settings)
             # Every 400 before the request queues for a session, a run slot or a process.
-            request = check_request(claude.apply(request))
+            request = check_request(
+                claude.apply(request), max_schema_depth=self.settings.json_schema_max_depth
+            )
             run = self._admit(call, request)
         except ClawrapError as error:
             await send_json(
