@@ -32,6 +32,7 @@ import trio
 from claude_agent_sdk import ClaudeSDKClient, ResultMessage
 from claude_agent_sdk.types import Message
 
+from clawrap.claude._lifeline import with_lifeline
 from clawrap.claude._prompt_file import prompt_in_file
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_options import SpawnKey, SpawnSpec
@@ -245,7 +246,8 @@ async def spawn_process(spec: SpawnSpec, *, start_timeout: float = SPAWN_TIMEOUT
     """Start and connect a CLI process. Raises ClawrapError (503) if it cannot start, or
     has not answered the SDK's initialize within ``start_timeout`` (it is killed then)."""
     # A long system prompt goes through a file the CLI reads while it starts.
-    with prompt_in_file(spec.options()) as options:
+    # Started under the server's watchdog: no CLI outlives a server that was killed.
+    with prompt_in_file(with_lifeline(spec.options())) as options:
         return await _spawn(spec, ClaudeSDKClient(options), start_timeout)
 
 
