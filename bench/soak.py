@@ -38,7 +38,7 @@ from clawrap.scripted._model import Reply, ScriptedModel
 KINDS = ("mid_body", "queued", "after_headers", "mid_stream", "non_streaming")
 SURFACES = ("openai", "anthropic")
 REPLY = "one two three four five six seven eight nine ten"
-LIMIT = 60.0
+LIMIT = 300.0  # per request: a loaded 2-core machine queues long, and a hang must still end
 
 
 class _CountingUpstream:
@@ -266,6 +266,8 @@ async def running_clawrap(
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
     }
+    # Queued requests wait rather than get a 429: the soak checks every normal reply.
+    settings.setdefault("queue_timeout", LIMIT - 10)
     options = Settings(port=0, data_dir=workdir / "data", upstream_retries=0, **settings)
     backend = ClaudeBackend(options, cli_env=cli_env)
     stop = trio.Event()
