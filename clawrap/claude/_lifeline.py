@@ -34,7 +34,7 @@ from pathlib import Path
 
 from claude_agent_sdk import ClaudeAgentOptions
 
-_SCRIPT = """#!{python} -I
+_SCRIPT = """#!{python} -IS
 # clawrap's CLI launcher: a watchdog kills the CLI when the server that started it dies.
 import os, select, signal, sys
 FIFO = {fifo!r}
