@@ -163,3 +163,28 @@ async def test_clients_leaving_as_a_413_is_written_cause_no_traceback(
                     assert status_of(await stream.receive_some(12)) == 413
     assert "BusyResourceError" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_connections_past_the_bound_are_answered_503_and_closed(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    async with wire_server(nursery, tmp_path, ScriptedBackend(HELLO), max_connections=3) as wire:
+        with trio.fail_after(LIMIT):
+            held = [await wire.connect() for _ in range(3)]
+            # The three are served: each answers a request and stays open (keep-alive).
+            for stream in held:
+                await stream.send_all(post())
+                assert status_of(await stream.receive_some()) == 200
+            refused = await wire.exchange(post())
+            assert status_of(refused) == 503
+            assert b"CLAWRAP_MAX_CONNECTIONS" in refused
+            await held.pop().aclose()
+            await wait_for_room(wire)
+            for stream in held:
+                await stream.aclose()
+
+
+async def wait_for_room(wire: Wire) -> None:
+    """Until a new connection is served again (the server notices a close asynchronously)."""
+    while status_of(await wire.exchange(post(headers={"Connection": "close"}))) != 200:
+        await trio.lowlevel.checkpoint()

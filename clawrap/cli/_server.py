@@ -42,6 +42,7 @@ from clawrap.accounting._keys import KeyRing, KeysFileError
 from clawrap.accounting._ledger import Ledger, LedgerError
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import check_agent_roots
+from clawrap.cli._listen import serve_bounded
 from clawrap.core._backend import Backend
 from clawrap.core._config import Settings
 from clawrap.http._app import App, create_app
@@ -220,8 +221,6 @@ async def _serve(
     out: TextIO | None,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    from hypercorn.trio import serve as hypercorn_serve
-
     check_agent_roots(settings)  # SystemExit naming an unusable root
     # A given backend brings its own registry (it records what the CLI reports).
     given = getattr(backend, "mcp", None)
@@ -263,9 +262,10 @@ async def _serve(
                     async with trio.open_nursery() as web:
                         bound: list[str] = await web.start(
                             partial(
-                                hypercorn_serve,
+                                serve_bounded,
                                 asgi_app,
                                 hypercorn_config(settings),
+                                settings.max_connections,
                                 shutdown_trigger=trigger,
                             )
                         )

@@ -143,6 +143,7 @@ class Settings(BaseSettings):
     max_concurrency: AtLeastOne = 4  # concurrent CLI runs
     queue_timeout: Seconds = 60.0  # longest a request queues (session, run slot, pool), in all
     header_timeout: Seconds = 75.0  # connection open (or idle after a response) -> headers in
+    max_connections: AtLeastOne = 256  # open client connections; one more gets a 503
     body_timeout: Seconds = 300.0  # headers in -> whole body received (20 MiB at ~0.6 Mbit/s)
 
     # -- models
