@@ -47,7 +47,9 @@ class Response:
 def http_scope(
     method: str, path: str, headers: Mapping[str, str] | None = None, query: bytes = b""
 ) -> Message:
-    all_headers = {"host": "127.0.0.1:8000", **(headers or {})}
+    # JSON routes take only bodies declared as JSON, as every API client sends them.
+    declared = {"content-type": "application/json"} if method == "POST" else {}
+    all_headers = {"host": "127.0.0.1:8000", **declared, **(headers or {})}
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.1"},

@@ -226,3 +226,67 @@ def test_the_pipeline_leaves_an_answer_cut_by_max_tokens_to_its_finish_reason() 
 def test_the_pipeline_does_not_check_text_replies() -> None:
     out = run_pipeline(None, TextDelta("plain words"), Finished("end_turn"))
     assert out[-1] == Finished("end_turn")
+
+
+# -- schemas no answer can match -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]},
+        {"allOf": [{"$ref": "#"}]},
+        {"type": "array", "minItems": 1, "items": {"$ref": "#"}},
+        {
+            "$defs": {
+                "a": {
+                    "type": "object",
+                    "properties": {"b": {"$ref": "#/$defs/b"}},
+                    "required": ["b"],
+                },
+                "b": {
+                    "type": "object",
+                    "properties": {"a": {"$ref": "#/$defs/a"}},
+                    "required": ["a"],
+                },
+            },
+            "$ref": "#/$defs/a",
+        },
+    ],
+)
+def test_a_reference_cycle_every_value_must_follow_is_refused(schema: dict[str, Any]) -> None:
+    problem = schema_problem(schema)
+    assert problem is not None and "cycle" in problem
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"next": {"$ref": "#"}}},
+        {"anyOf": [{"type": "null"}, {"$ref": "#"}]},
+        {"type": "array", "items": {"$ref": "#"}},
+        {
+            "$defs": {
+                "node": {
+                    "type": "object",
+                    "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+                    "required": ["kids"],
+                }
+            },
+            "$ref": "#/$defs/node",
+        },
+    ],
+)
+def test_a_recursive_schema_with_a_way_out_is_accepted(schema: dict[str, Any]) -> None:
+    assert schema_problem(schema) is None
+
+
+def test_nesting_past_the_depth_cap_is_refused() -> None:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(10):
+        schema = {"type": "array", "items": schema}
+    assert schema_problem(schema, max_depth=40) is None
+    problem = schema_problem(schema, max_depth=5)
+    assert problem is not None and "deeper than 5" in problem

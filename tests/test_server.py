@@ -203,7 +203,11 @@ async def test_a_chunked_body_over_the_limit_is_refused_on_the_socket(
 
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=url) as client:
-            response = await client.post("/v1/chat/completions", content=chunks())
+            response = await client.post(
+                "/v1/chat/completions",
+                content=chunks(),
+                headers={"content-type": "application/json"},
+            )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
     assert backend.runs == 0

@@ -144,7 +144,11 @@ def resolve_cwd(requested: str | None, settings: Settings, *, param: str = "cwd"
         raise bad_value(param, requested, "is not a usable path")
     if not os.path.isabs(requested):
         raise bad_value(param, requested, "must be an absolute path")
-    real = Path(os.path.realpath(requested))
+    try:
+        real = Path(os.path.realpath(requested))
+    except (OSError, RuntimeError, ValueError):
+        # A component the server may not read (/proc/1/root as non-owner), a loop.
+        raise bad_value(param, requested, "is not a usable path") from None
     if not any(real == root or real.is_relative_to(root) for root in _roots(settings)):
         raise bad_value(param, requested, "is not inside a directory this server allows")
     try:

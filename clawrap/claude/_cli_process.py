@@ -32,6 +32,8 @@ import trio
 from claude_agent_sdk import ClaudeSDKClient, ResultMessage
 from claude_agent_sdk.types import Message
 
+from clawrap.claude._lifeline import with_lifeline
+from clawrap.claude._prompt_file import prompt_in_file
 from clawrap.claude._sdk_adapter import cli_process, control_request
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_options import SpawnKey, SpawnSpec
@@ -259,7 +261,13 @@ def start_timed_out(timeout: float) -> ClawrapError:
 async def spawn_process(spec: SpawnSpec, *, start_timeout: float = SPAWN_TIMEOUT) -> CliProcess:
     """Start and connect a CLI process. Raises ClawrapError (503) if it cannot start, or
     has not answered the SDK's initialize within ``start_timeout`` (it is killed then)."""
-    client = ClaudeSDKClient(spec.options())
+    # A long system prompt goes through a file the CLI reads while it starts.
+    # Started under the server's watchdog: no CLI outlives a server that was killed.
+    with prompt_in_file(with_lifeline(spec.options())) as options:
+        return await _spawn(spec, ClaudeSDKClient(options), start_timeout)
+
+
+async def _spawn(spec: SpawnSpec, client: ClaudeSDKClient, start_timeout: float) -> CliProcess:
     late = connected = False
     failure: Exception | None = None
 

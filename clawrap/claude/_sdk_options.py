@@ -52,6 +52,7 @@ from clawrap.agent._mode import agent_sdk_options
 from clawrap.claude._client_tools import ClientTools
 from clawrap.core._auth import detect_auth
 from clawrap.core._config import Settings
+from clawrap.core._errors import invalid_request
 from clawrap.core._request import CompletionRequest, ResponseFormat
 
 log = logging.getLogger("clawrap.cli")
@@ -154,6 +155,20 @@ class SpawnSpec:
 
     def without_resume(self) -> SpawnSpec:
         return replace(self, resume=None, extra_env=(), history_anchors=None)
+
+
+def _startable(system: str, model: str) -> None:
+    """400 for what no CLI process could be started with: a NUL in its command line.
+
+    Each surface's decoder refuses a NUL in the field it came from; this catches any
+    that reaches the prompt another way (a tool name, a model id passed through).
+    """
+    if "\x00" in system:
+        raise invalid_request(
+            "The system prompt contains a NUL character (U+0000), which Claude Code cannot take."
+        )
+    if "\x00" in model:
+        raise invalid_request("The model name contains a NUL character (U+0000).", param="model")
 
 
 def _log_stderr(line: str) -> None:
@@ -277,6 +292,7 @@ class OptionsBuilder:
         instruction = response_format_instruction(request.response_format)
         if instruction:
             system = f"{system}\n\n{instruction}"
+        _startable(system, request.model)
         key = SpawnKey(
             system_prompt=system,
             tools_signature=tools.signature if tools else "",

@@ -42,21 +42,19 @@ from clawrap.accounting._keys import KeyRing, KeysFileError
 from clawrap.accounting._ledger import Ledger, LedgerError
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import check_agent_roots
+from clawrap.cli._listen import serve_bounded
 from clawrap.core._backend import Backend, KeepsSessionState
 from clawrap.core._config import Settings
 from clawrap.http._app import App, create_app
 from clawrap.http._exchange import FINAL_WRITE_LIMIT, SHUTDOWN_GRACE
 from clawrap.http._security import host_name, unsafe_settings_warnings
+from clawrap.http._wire import MAX_HEADER_BYTES
 from clawrap.sessions import _store as _sessions
 
 logger = logging.getLogger("clawrap.server")
 
 ShutdownTrigger = Callable[[], Awaitable[None]]
 
-# Idle keep-alive connections are closed by the server after this long. Longer than the
-# 5 s of common HTTP client pools, so a client never reuses a connection we are closing.
-KEEP_ALIVE_TIMEOUT = 75.0
-MAX_HEADER_BYTES = 64 * 1024
 OFFLINE_API_KEY = "clawrap-offline-placeholder-key"
 
 
@@ -71,7 +69,11 @@ def hypercorn_config(settings: Settings) -> Any:
     hypercorn_log = logging.getLogger("clawrap.hypercorn")
     hypercorn_log.setLevel(logging.WARNING)
     config.errorlog = hypercorn_log
-    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    # hypercorn's keep-alive timer runs from a connection's opening, and again from the end of
+    # each response, until a request's headers are complete: it is the header timeout, idle
+    # keep-alive time included. Its default (75 s) is longer than the 5 s of common client
+    # pools, so a client never reuses a connection the server is closing.
+    config.keep_alive_timeout = settings.header_timeout
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
     # Running requests get SHUTDOWN_GRACE, then FINAL_WRITE_LIMIT to write their error event.
     config.graceful_timeout = SHUTDOWN_GRACE + FINAL_WRITE_LIMIT + 1.0
@@ -219,8 +221,6 @@ async def _serve(
     out: TextIO | None,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    from hypercorn.trio import serve as hypercorn_serve
-
     check_agent_roots(settings)  # SystemExit naming an unusable root
     mcp = McpRegistry.load(settings)
     with ExitStack() as stack:
@@ -259,9 +259,10 @@ async def _serve(
                     async with trio.open_nursery() as web:
                         bound: list[str] = await web.start(
                             partial(
-                                hypercorn_serve,
+                                serve_bounded,
                                 asgi_app,
                                 hypercorn_config(settings),
+                                settings.max_connections,
                                 shutdown_trigger=trigger,
                             )
                         )

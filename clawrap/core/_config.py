@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     idle_timeout: Seconds = 120.0  # longest gap between upstream events
     max_concurrency: AtLeastOne = 4  # concurrent CLI runs
     queue_timeout: Seconds = 60.0  # longest a request queues (session, run slot, pool), in all
+    header_timeout: Seconds = 75.0  # connection open (or idle after a response) -> headers in
+    max_connections: AtLeastOne = 256  # open client connections; one more gets a 503
+    body_timeout: Seconds = 300.0  # headers in -> whole body received (20 MiB at ~0.6 Mbit/s)
 
     # -- models
     default_model: Name = "sonnet"
@@ -173,6 +176,7 @@ class Settings(BaseSettings):
 
     # -- content
     allow_remote_images: bool = False  # http(s) image URLs go to the model as URL sources
+    json_schema_max_depth: AtLeastOne = 64  # deepest nesting of a response_format json_schema
 
     # -- agent mode
     agent_roots: tuple[Name, ...] = ()  # empty: agent mode off

@@ -41,6 +41,7 @@ from clawrap.core._errors import ClawrapError
 from clawrap.core._models import ALIASES, advertised_models
 from clawrap.core._request import CompletionRequest
 from clawrap.http import _security as security
+from clawrap.http import _wire as wire
 from clawrap.http._accounting_routes import AccountingRoutes
 from clawrap.http._asgi import (
     ClientDisconnected,
@@ -164,26 +165,53 @@ class App:
         record = RequestRecord(
             request.method, request.path, request_id(request.headers.get("x-request-id"))
         )
+        raw_headers = list(scope.get("headers") or ())
+        framing = wire.check_version(str(scope.get("http_version", "1.1"))) or (
+            wire.check_header_size(
+                wire.header_block_size(
+                    request.method, bytes(scope.get("raw_path") or b""), raw_headers
+                )
+            )
+        )
+        # After a refusal of the framing, or a request framed two ways, nothing more on this
+        # connection can be trusted: h11 closes it once the answer is sent.
+        close = framing is not None or wire.ambiguous_length(raw_headers)
         extra = header_pairs(
             [
                 ("x-request-id", record.request_id),
                 ("x-content-type-options", "nosniff"),
                 *security.cors_headers(self.settings, request.headers),
+                *([("connection", "close")] if close else []),
             ]
         )
 
+        gone = False
+
         async def tracked_send(message: Message) -> None:
+            nonlocal gone
             if message.get("type") == "http.response.start":
                 record.status = int(message["status"])
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
+            if gone:
+                return
+            try:
+                await send(message)
+            except trio.BusyResourceError:
+                # hypercorn closes a connection its client left (send_eof, from its reading
+                # task and outside its send lock) while this task may be writing to it. The
+                # client is gone: drop this and later sends, as hypercorn does after a close.
+                gone = True
+                record.disconnected = True
 
         path = canonical_path(request.path)
         call = Call(
             request, receive, tracked_send, record, path, error_shape(path, request.headers)
         )
         try:
-            await self._dispatch(call)
+            if framing is not None:
+                await send_error(call, framing)
+            else:
+                await self._dispatch(call)
         except ClientDisconnected:
             record.disconnected = True
         except Exception:
@@ -206,8 +234,10 @@ class App:
     async def _dispatch(self, call: Call) -> None:
         headers = call.request.headers
         method = call.request.method
-        refusal = security.check_host(self.settings, headers) or security.check_origin(
-            self.settings, headers
+        refusal = (
+            security.check_host(self.settings, headers)
+            or security.check_origin(self.settings, headers)
+            or security.check_fetch_site(self.settings, headers)
         )
         if refusal is not None:
             await send_error(call, refusal)
@@ -277,7 +307,9 @@ class App:
             body = {k: v for k, v in body.items() if k not in _CLAUDE_FIELDS}
             request, options = dialect.decode(body, headers, self.settings)
             # Every 400 before the request queues for a session, a run slot or a process.
-            request = check_request(claude.apply(request))
+            request = check_request(
+                claude.apply(request), max_schema_depth=self.settings.json_schema_max_depth
+            )
             run = self._admit(call, request)
         except ClawrapError as error:
             await send_json(
@@ -320,7 +352,20 @@ class App:
         )
 
     async def _read(self, call: Call) -> bytes:
-        return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
+        """The JSON body of a POST route (415 unless declared ``application/json``)."""
+        refusal = security.check_json_content_type(call.request.headers)
+        if refusal is not None:
+            raise refusal
+        limit = self.settings.body_timeout
+        with trio.move_on_after(limit):
+            return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
+        # The connection closes after this answer: the rest of the body is never read.
+        raise ClawrapError(
+            "invalid_request",
+            f"The request body did not arrive within {limit:g} s (CLAWRAP_BODY_TIMEOUT).",
+            status=408,
+            code="body_timeout",
+        )
 
     async def _count_tokens(self, call: Call) -> None:
         dialect = self.dialects.get("anthropic")

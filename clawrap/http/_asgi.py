@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -117,12 +118,13 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity, UTF-8 only). Raises a 400 on anything malformed."""
+    """Strict JSON (no NaN/Infinity, UTF-8 only, no lone surrogate escapes). Raises a 400
+    on anything malformed, naming the field that holds a lone surrogate."""
     if not body.strip():
         raise invalid_request("The request body is empty; a JSON object was expected.")
     try:
         text = body.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise invalid_request("The request body is not valid UTF-8.") from None
     except RecursionError:
@@ -135,6 +137,50 @@ def parse_json(body: bytes) -> Any:
             else ""
         )
         raise invalid_request(f"The request body is not valid JSON{where}.") from None
+    if _SURROGATE_ESCAPE.search(body):
+        field = _lone_surrogate(value)
+        if field is not None:
+            raise invalid_request(
+                f"'{field}' holds a lone UTF-16 surrogate escape (\\ud800-\\udfff without "
+                "its pair), which is not a Unicode character.",
+                param=field,
+            )
+    return value
+
+
+# An escape of a UTF-16 surrogate; json.loads joins a proper pair into one character and
+# leaves a lone one in the string, where it fails every later encoding (hashes, the CLI).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The path (``messages[0].content``) of the first string or key holding a lone
+    surrogate, or None. Iterative: a deeply nested body cannot exhaust the stack."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return path or "body"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                if not _encodable(key):
+                    return path or "body"
+                pending.append((where, inner))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{i}]", inner) for i, inner in enumerate(item))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

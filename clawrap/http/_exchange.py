@@ -150,6 +150,16 @@ class Exchange:
     async def _send(self, message: Message) -> None:
         if self.session is not None:
             message = self.session.with_header(message)
+        if message.get("type") == "http.response.body" and not message.get("more_body", False):
+            # The last body message: hypercorn ends the response inside this send(), and part
+            # of that is queueing an http.disconnect for us, which the disconnect watcher
+            # answers by cancelling the request. A cancel landing here would stop hypercorn
+            # before it closes the connection (Connection: close, HTTP/1.0) or starts its
+            # keep-alive timer, leaving the socket open forever. hypercorn shields its own
+            # socket writes, so the shield adds no wait a client could cause.
+            with trio.CancelScope(shield=True):
+                await self._client_send(message)
+            return
         await self._client_send(message)
 
     # -- structure -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ and only configured origins (or this server's own pages) are let through.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 
 from clawrap.accounting._keys import LOCAL, Identity, KeyRing
@@ -22,6 +23,8 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# A Host header: a DNS name or IPv4 address, or a bracketed IPv6 address; then an optional port.
+_HOST_SYNTAX = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*)|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 # Addresses that mean "every interface": not a name a client can use to reach us by.
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
@@ -84,6 +87,15 @@ def check_host(settings: Settings, headers: Mapping[str, str]) -> ClawrapError |
     host = headers.get("host")
     if host is None:
         return None
+    if not _HOST_SYNTAX.fullmatch(host.strip()):
+        # h11 takes any bytes; a name with userinfo (127.0.0.1:80@evil.example), paths or
+        # spaces would otherwise be cut down to something that looks allowed.
+        shown = host if len(host) <= 80 else host[:77] + "..."
+        return ClawrapError(
+            "invalid_request",
+            f"The Host header {shown!r} is not a host name or address with an optional port.",
+            code="invalid_host",
+        )
     name = host_name(host)
     if _host_allowed(name, settings):
         return None
@@ -120,6 +132,68 @@ def check_origin(settings: Settings, headers: Mapping[str, str]) -> ClawrapError
         f"Requests from the web origin {origin!r} are refused. To let a web app on that origin "
         f"use this server, add it to CLAWRAP_CORS_ORIGINS (e.g. CLAWRAP_CORS_ORIGINS={origin}).",
         code="origin_not_allowed",
+    )
+
+
+def check_fetch_site(settings: Settings, headers: Mapping[str, str]) -> ClawrapError | None:
+    """403 for a request a browser says comes from another site, unless its origin is allowed.
+
+    Browsers send ``Sec-Fetch-Site`` on every request, including the simple ones that
+    carry no ``Origin`` (a form post, a ``text/plain`` fetch in no-cors mode). A
+    ``Referer`` naming another site is refused the same way: it, too, only comes from
+    a browser page.
+    """
+    origin = headers.get("origin", "").strip()
+    allowed = bool(origin) and (_origin_allowed(origin, settings) or _same_origin(origin, headers))
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site in ("cross-site", "same-site") and not allowed:
+        return ClawrapError(
+            "permission",
+            f"Requests from other web sites are refused (Sec-Fetch-Site: {site}). To let a "
+            "web app use this server, add its origin to CLAWRAP_CORS_ORIGINS.",
+            code="cross_site_request",
+        )
+    referer = headers.get("referer")
+    if referer is not None and not allowed:
+        page = _origin_of(referer)
+        if page is not None and not (
+            _origin_allowed(page, settings) or _same_origin(page, headers)
+        ):
+            return ClawrapError(
+                "permission",
+                f"Requests from the web page at {page!r} are refused. To let a web app on that "
+                f"origin use this server, add it to CLAWRAP_CORS_ORIGINS.",
+                code="origin_not_allowed",
+            )
+    return None
+
+
+def _origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL, None for anything else."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme.lower()}://{host}" if host else None
+
+
+def check_json_content_type(headers: Mapping[str, str]) -> ClawrapError | None:
+    """415 unless the body is declared ``application/json``.
+
+    A browser can send ``text/plain``, form encodings or no type at all to another
+    site without asking it first (no CORS preflight); ``application/json`` always
+    needs a preflight, which this server answers only for configured origins.
+    """
+    declared = headers.get("content-type", "")
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json":
+        return None
+    shown = f"{declared.strip()!r}" if declared.strip() else "none"
+    return ClawrapError(
+        "invalid_request",
+        f"The request body must be JSON sent with 'Content-Type: application/json' (got {shown}).",
+        status=415,
+        code="unsupported_media_type",
     )
 
 
@@ -235,7 +309,9 @@ __all__ = [
     "OPEN_ROUTES",
     "authenticate",
     "check_api_key",
+    "check_fetch_site",
     "check_host",
+    "check_json_content_type",
     "check_origin",
     "cors_headers",
     "host_name",

@@ -31,14 +31,22 @@ from clawrap.core._request import ResponseFormat
 # How much of a validation message the client sees; the rest is the model's own output.
 MESSAGE_LIMIT = 300
 # Finish reasons whose text is meant to be the whole answer.
-# Nesting beyond this in a schema is refused (json.loads refuses deeper answers by itself).
-MAX_DEPTH = 200
+# Nesting beyond this in a schema is refused by default (CLAWRAP_JSON_SCHEMA_MAX_DEPTH).
+MAX_DEPTH = 64
 CHECKED_REASONS: frozenset[FinishReason] = frozenset({"end_turn"})
 _NO_RETRIEVAL: Registry[Any] = Registry()
 
 
-def schema_problem(schema: dict[str, Any]) -> str | None:
-    """Why ``schema`` cannot be used to check answers, or None when it can."""
+def schema_problem(schema: dict[str, Any], max_depth: int = MAX_DEPTH) -> str | None:
+    """Why ``schema`` cannot be used to check answers, or None when it can.
+
+    Refused: a schema that does not compile, one nested deeper than ``max_depth``,
+    a ``$ref`` that is not local or points to nothing, and a cycle of references
+    every instance would have to follow forever (see :func:`_forced_cycle`): no
+    answer could ever match it, and checking one would never end.
+    """
+    if _depth_over(schema, max_depth):
+        return f"the schema nests deeper than {max_depth} levels"
     cls = validators.validator_for(schema, default=validators.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -61,14 +69,96 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
             resolver.lookup(ref)
         except Unresolvable:
             return _short(f"the reference {ref!r} points to nothing in the schema")
+    cycle = _forced_cycle(schema, resolver)
+    if cycle is not None:
+        return _short(
+            f"the reference {cycle!r} starts a cycle every value would have to follow forever "
+            "(through bare references or required properties), so nothing can match it"
+        )
     return None
 
 
-def check_response_format(response_format: ResponseFormat | None) -> None:
+def _depth_over(schema: Any, limit: int) -> bool:
+    pending: list[tuple[Any, int]] = [(schema, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            pending.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            pending.extend((v, depth + 1) for v in node)
+    return False
+
+
+def _forced(node: dict[str, Any]) -> list[tuple[str | None, Any]]:
+    """The subschemas every instance valid against ``node`` must also be checked against,
+    forever if they loop: ``(ref, schema)`` for a ``$ref``, ``(None, schema)`` otherwise.
+
+    That is: its ``$ref``, each ``allOf`` member, a lone ``anyOf``/``oneOf`` member, the
+    schema of each required property, and the item schema of an array that needs items.
+    """
+    out: list[tuple[str | None, Any]] = []
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        out.append((ref, None))
+    for key in ("allOf", "anyOf", "oneOf"):
+        members = node.get(key)
+        if isinstance(members, list) and (key == "allOf" or len(members) == 1):
+            out.extend((None, m) for m in members)
+    properties, required = node.get("properties"), node.get("required")
+    if isinstance(properties, dict) and isinstance(required, list):
+        out.extend(
+            (None, properties[n]) for n in required if isinstance(n, str) and n in properties
+        )
+    min_items = node.get("minItems")
+    if isinstance(min_items, int) and min_items >= 1:
+        items = node.get("items")
+        if isinstance(items, dict):
+            out.append((None, items))
+    return out
+
+
+def _forced_cycle(schema: dict[str, Any], resolver: Any) -> str | None:
+    """The ``$ref`` closing a cycle of forced subschemas (:func:`_forced`), or None.
+
+    A depth-first walk over subschemas by identity; references resolve to the very
+    objects inside ``schema``, so a reference back to an open subschema is a cycle.
+    """
+    open_nodes: set[int] = set()
+    done: set[int] = set()
+    # Each frame: (node, its forced children not yet visited).
+    stack: list[tuple[dict[str, Any], list[tuple[str | None, Any]]]] = [(schema, _forced(schema))]
+    open_nodes.add(id(schema))
+    while stack:
+        node, children = stack[-1]
+        if not children:
+            stack.pop()
+            open_nodes.discard(id(node))
+            done.add(id(node))
+            continue
+        ref, child = children.pop()
+        if ref is not None:
+            try:
+                child = resolver.lookup(ref).contents
+            except Unresolvable:
+                continue
+        if not isinstance(child, dict) or id(child) in done:
+            continue
+        if id(child) in open_nodes:
+            return ref if ref is not None else "#"
+        open_nodes.add(id(child))
+        stack.append((child, _forced(child)))
+    return None
+
+
+def check_response_format(
+    response_format: ResponseFormat | None, max_depth: int = MAX_DEPTH
+) -> None:
     """Raise a 400 naming ``response_format`` when its schema cannot be used."""
     if response_format is None or response_format.schema is None:
         return
-    problem = schema_problem(response_format.schema)
+    problem = schema_problem(response_format.schema, max_depth)
     if problem is not None:
         raise invalid_request(
             f"Invalid JSON schema in response_format: {problem}.",

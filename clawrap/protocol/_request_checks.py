@@ -17,7 +17,7 @@ from clawrap.core._errors import invalid_request
 from clawrap.core._request import EFFORT_LEVELS, CompletionRequest
 from clawrap.core._session_ids import check_session_id
 from clawrap.protocol._conversation_shape import check_conversation
-from clawrap.protocol._json_output import check_response_format
+from clawrap.protocol._json_output import MAX_DEPTH, check_response_format
 
 
 def effort_choices(levels: tuple[str, ...] = EFFORT_LEVELS) -> str:
@@ -26,8 +26,13 @@ def effort_choices(levels: tuple[str, ...] = EFFORT_LEVELS) -> str:
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-def check_request(request: CompletionRequest) -> CompletionRequest:
-    """``request`` if it can run; else a 400 naming the parameter."""
+def check_request(
+    request: CompletionRequest, *, max_schema_depth: int = MAX_DEPTH
+) -> CompletionRequest:
+    """``request`` if it can run; else a 400 naming the parameter.
+
+    ``max_schema_depth``: the deepest response schema accepted (CLAWRAP_JSON_SCHEMA_MAX_DEPTH).
+    """
     if request.effort is not None and request.effort not in EFFORT_LEVELS:
         raise invalid_request(
             f"Unknown effort {request.effort!r}: use {effort_choices()}.", param="effort"
@@ -37,7 +42,7 @@ def check_request(request: CompletionRequest) -> CompletionRequest:
         raise invalid_request(
             "The thinking budget must be a positive number of tokens.", param="thinking"
         )
-    check_response_format(request.response_format)
+    check_response_format(request.response_format, max_schema_depth)
     if request.session_id is not None:
         check_session_id(request.session_id)
     else:

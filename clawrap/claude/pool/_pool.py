@@ -52,7 +52,8 @@ from clawrap.core._models import ALIASES
 log = logging.getLogger("clawrap.processes")
 
 SET_MODEL_TIMEOUT = 10.0  # may validate the model with a tiny upstream call
-RETRY_BACKOFF = 5.0  # after a failed warm spawn
+RETRY_BACKOFF = 5.0  # after a failed warm spawn of the default configuration; doubles
+MAX_RETRY_BACKOFF = 300.0
 
 State = Literal["idle", "midturn", "broken"]
 
@@ -94,6 +95,7 @@ class ProcessPool:
         self._stopped = trio.Event()
         self._wake = trio.Event()
         self._backoff_until = 0.0
+        self._backoff = RETRY_BACKOFF
         # Until then, parked processes are reset into the warm set in the background when
         # it runs short: requests had to reclaim them, the pool cannot hold both.
         self._pressure_until = 0.0
@@ -200,7 +202,12 @@ class ProcessPool:
                     return proc
             self._check_open()
             if self.count.has_room():
-                proc = await self.count.spawn(spec)
+                try:
+                    proc = await self.count.spawn(spec)
+                except ClawrapError:
+                    # Warming a configuration that just failed to start would fail the same way.
+                    self.policy.forget(spec.key)
+                    raise
                 self._mark_busy(proc)
                 return proc
             await self.count.wait_for_room(deadline)
@@ -412,9 +419,15 @@ class ProcessPool:
             with self._coming.starting(spec.key, spec.model):
                 proc = await self.count.spawn(spec)
         except ClawrapError:
-            self._backoff_until = trio.current_time() + RETRY_BACKOFF
-            log.warning("warming a CLI process failed; retrying in %.0f s", RETRY_BACKOFF)
+            if self.policy.forget(spec.key):
+                log.warning("warming a CLI process failed; no longer keeping its kind warm")
+                return
+            # The default configuration is always wanted: retry, less often each time.
+            self._backoff_until = trio.current_time() + self._backoff
+            log.warning("warming a CLI process failed; retrying in %.0f s", self._backoff)
+            self._backoff = min(self._backoff * 2, MAX_RETRY_BACKOFF)
             return
+        self._backoff = RETRY_BACKOFF
         if self._closed:
             await self._close(proc)
             return

@@ -74,6 +74,11 @@ class WarmPolicy:
         while len(self._recent) > MAX_RECENT_KEYS:
             self._recent.popitem(last=False)
 
+    def forget(self, key: SpawnKey) -> bool:
+        """Stop keeping ``key`` warm (a process of it could not start). False for the
+        default key, which is always wanted."""
+        return self._recent.pop(key, None) is not None
+
     def note_busy(self, key: SpawnKey, busy: int, now: float) -> None:
         """``busy`` processes of ``key`` are in use right now."""
         info = self._info(key)

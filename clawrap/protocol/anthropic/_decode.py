@@ -253,6 +253,7 @@ def _system(system: Any) -> str | None:
     if system is None:
         return None
     if isinstance(system, str):
+        _no_nul(system, "system")
         return system or None
     if not isinstance(system, list):
         raise _bad("system", "Input should be a valid string or a list of text blocks")
@@ -263,8 +264,17 @@ def _system(system: Any) -> str | None:
             raise _bad(where, "Input should be an object")
         if block.get("type") != "text":
             raise _bad(f"{where}.type", "system blocks must be text blocks")
-        texts.append(_check(_Text, block, where).text)
+        text = _check(_Text, block, where).text
+        _no_nul(text, f"{where}.text")
+        texts.append(text)
     return "\n\n".join(t for t in texts if t) or None
+
+
+def _no_nul(text: str, where: str) -> None:
+    # The system prompt travels to the CLI as a command-line argument or a file it reads as
+    # text; neither can carry a NUL.
+    if "\x00" in text:
+        raise _bad(where, "contains a NUL character (U+0000), which a system prompt cannot carry")
 
 
 def _tools(raw: list[Any] | None) -> tuple[ToolSpec, ...]:

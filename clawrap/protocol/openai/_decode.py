@@ -253,6 +253,15 @@ def _arguments(arguments: str, param: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         raise invalid_request(f"'{param}' must be a JSON object encoded as a string.", param=param)
+    if "\\u" in arguments:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid_request(
+                f"'{param}' holds a lone UTF-16 surrogate escape, which is not a Unicode "
+                "character.",
+                param=param,
+            ) from None
     return value
 
 
@@ -279,6 +288,12 @@ class _Conversation:
         settings = self.settings
         if m.role in ("system", "developer"):
             text = _text(m.content, f"{p}.content", settings)
+            if "\x00" in text:
+                raise invalid_request(
+                    f"'{p}.content' contains a NUL character (U+0000), which a system or "
+                    "developer prompt cannot carry to Claude Code.",
+                    param=f"{p}.content",
+                )
             self.system.extend([text] if text else [])
         elif m.role == "user":
             if m.content is None:
