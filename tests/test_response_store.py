@@ -88,3 +88,17 @@ async def test_past_the_size_bound_the_least_recently_used_go_first(tmp_path: Pa
         assert kept == [2, 3, 4]
     finally:
         await store.aclose()
+
+
+async def test_an_output_item_is_found_by_id_while_held_and_once_written(
+    store: ResponseStore,
+) -> None:
+    item = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    stored = response("r1", None, "a")
+    store.hold(StoredResponse(*[getattr(stored, f) for f in ("id", "parent", "body",
+               "input_items", "turns", "system")], items=(item,)))  # fmt: skip
+    assert await store.item("msg_1") == item
+    await store.flush("r1")
+    assert await store.item("msg_1") == item
+    assert await store.delete("r1")
+    assert await store.item("msg_1") is None

@@ -206,6 +206,7 @@ class ResponsesRoutes:
     ) -> tuple[CompletionRequest, ResponsesOptions]:
         apply = self._claude(body, headers)
         body = {k: v for k, v in body.items() if k not in ("enable_tools", "claude")}
+        body = await self._resolve_references(body)
         previous = previous_response_id(body)
         prior: Prior | None = None
         if previous is not None:
@@ -214,6 +215,36 @@ class ResponsesRoutes:
             body, headers, self.settings, prior, session_id=_session_id
         )
         return check_request(apply(request)), options
+
+    async def _resolve_references(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with its ``item_reference`` input items replaced by the stored items."""
+        items = body.get("input")
+        if not isinstance(items, list) or not any(
+            isinstance(i, dict) and i.get("type") == "item_reference" for i in items
+        ):
+            return body
+        store = self._store()
+        resolved: list[Any] = []
+        for n, item in enumerate(items):
+            if not (isinstance(item, dict) and item.get("type") == "item_reference"):
+                resolved.append(item)
+                continue
+            item_id = item.get("id")
+            found = (
+                await store.item(item_id)
+                if store is not None and isinstance(item_id, str) and len(item_id) <= 200
+                else None
+            )
+            if found is None:
+                shown = brief(item_id) if isinstance(item_id, str) else "missing"
+                raise ClawrapError(
+                    "not_found",
+                    f"Item with id {shown} not found (item references need a stored response).",
+                    param=f"input[{n}].id",
+                    code="item_not_found",
+                )
+            resolved.append(found)
+        return {**body, "input": resolved}
 
     async def prior(self, response_id: str, memory: SocketMemory | None) -> Prior:
         """The conversation up to ``response_id``: the socket's last, else the store's."""
@@ -239,6 +270,7 @@ class ResponsesRoutes:
             list(options.input_items),
             tuple(turns),
             options.system,
+            outcome.items,
         )
 
     # -- the stored ones ----------------------------------------------------------------------

@@ -51,12 +51,22 @@ CREATE TABLE responses (
     turns TEXT NOT NULL, system TEXT NOT NULL
 );
 CREATE INDEX responses_last_used ON responses (last_used);
+CREATE TABLE items (
+    id TEXT PRIMARY KEY,
+    response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+    body TEXT NOT NULL
+);
+CREATE INDEX items_response ON items (response_id);
 """
 
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """One response as stored: ``turns`` are those it added, ``system`` the chain's."""
+    """One response as stored: ``turns`` are those it added, ``system`` the chain's.
+
+    ``items``: its output items as ``item_reference`` resolves them (a reasoning item
+    always with its thinking block), which need not be what the client was shown.
+    """
 
     id: str
     parent: str | None
@@ -64,6 +74,10 @@ class StoredResponse:
     input_items: list[dict[str, Any]]
     turns: tuple[Turn, ...]
     system: tuple[str, ...]
+    items: tuple[dict[str, Any], ...] = ()
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        return next((i for i in self.items if i.get("id") == item_id), None)
 
     def row(self, now: float) -> tuple[Any, ...]:
         body = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
@@ -104,6 +118,7 @@ def _connect(path: str) -> sqlite3.Connection:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"schema {version} is newer than this clawrap's")
+        conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA secure_delete = ON")
         if version == 0:
@@ -199,6 +214,14 @@ class ResponseStore:
                     "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     response.row(now),
                 )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
+                    [
+                        (i["id"], response.id, json.dumps(i, ensure_ascii=False))
+                        for i in response.items
+                        if isinstance(i.get("id"), str)
+                    ],
+                )
                 conn.execute("DELETE FROM responses WHERE last_used < ?", (cutoff,))
                 total = conn.execute("SELECT total(size) FROM responses").fetchone()[0]
                 while total > limit:
@@ -236,6 +259,24 @@ class ResponseStore:
             return None if row is None else _from_row(row)
 
         return await self._call(get)
+
+    async def item(self, item_id: str) -> dict[str, Any] | None:
+        """The output item ``item_id`` of a live stored response (for ``item_reference``)."""
+        for held in self._held.values():
+            found = held.item(item_id)
+            if found is not None:
+                return found
+        cutoff = self._cutoff()
+
+        def item(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "SELECT items.body FROM items JOIN responses ON responses.id = items.response_id "
+                "WHERE items.id = ? AND responses.last_used >= ?",
+                (item_id, cutoff),
+            ).fetchone()
+            return None if row is None else dict(json.loads(row[0]))
+
+        return await self._call(item)
 
     async def chain(self, response_id: str) -> list[StoredResponse] | None:
         """The responses from the first of the chain to ``response_id``, all refreshed; None

@@ -65,6 +65,7 @@ class Outcome:
 
     response: dict[str, Any]
     reply: Turn | None
+    items: tuple[dict[str, Any], ...] = ()  # output items with their thinking blocks
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,11 @@ def final_response(items: OutputItems) -> dict[str, Any]:
 
 def _report(items: OutputItems, response: dict[str, Any]) -> None:
     if items.options.on_complete is not None:
-        items.options.on_complete(Outcome(response, items.recorder.turn()))
+        full = tuple(
+            i | {"encrypted_content": items.blocks[i["id"]]} if i["id"] in items.blocks else i
+            for i in response["output"]
+        )
+        items.options.on_complete(Outcome(response, items.recorder.turn(), full))
 
 
 class ResponsesStreamEncoder:

@@ -59,6 +59,9 @@ class OutputItems:
         self._thinking: list[str] = []
         self._signature: str | None = None
         self._text_tail = ""
+        # reasoning item id -> its thinking block as encrypted_content, kept even when the
+        # client did not ask for it, so a stored item can be referenced later
+        self.blocks: dict[str, str] = {}
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -176,8 +179,9 @@ class OutputItems:
             out.append(self._on_item(done | {"text": text}))
             part = {"type": "response.reasoning_summary_part.done", "summary_index": 0}
             out.append(self._on_item(part | {"part": {"type": "summary_text", "text": text}}))
+        self.blocks[item["id"]] = encode_thinking(text, self._signature)
         if self.options.encrypted_reasoning:
-            item["encrypted_content"] = encode_thinking(text, self._signature)
+            item["encrypted_content"] = self.blocks[item["id"]]
         return out
 
     # -- tool calls -------------------------------------------------------------------------
