@@ -60,6 +60,7 @@ from clawrap.http._exchange import Sessions, client_gone, internal_error, run_ex
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._responses_routes import ResponsesRoutes
+from clawrap.http._responses_socket import serve_socket
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
 from clawrap.protocol._dialect import Dialect, TokenCounting
 from clawrap.protocol._request_checks import check_request
@@ -161,7 +162,16 @@ class App:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1003})
+            path = canonical_path(str(scope.get("path", "/")))
+            await serve_socket(
+                scope,
+                receive,
+                send,
+                settings=self.settings,
+                routes=self.responses,
+                path=path,
+                shutdown=self.shutdown,
+            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
