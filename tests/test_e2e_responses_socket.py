@@ -129,3 +129,26 @@ async def test_closing_the_socket_mid_response_stops_the_upstream_generation(
         await wait_until(lambda: clawrap_server.upstream.open_responses == 0)
         await wait_until(lambda: clawrap_server.pool_status()["busy"] == 0)
         await wait_until(lambda: clawrap_server.stray_cli_pids() == [])
+
+
+async def test_a_warm_up_without_generation_is_continued_with_the_new_items(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when("WSWARM", Reply(text="Warmed."))
+    developer = {"role": "developer", "content": "You are terse."}
+    with trio.fail_after(TEST_LIMIT):
+        async with open_websocket_url(ws_url(clawrap_server)) as ws:
+            warm = await create(ws, input=[developer], store=False, generate=False)
+            answer = await create(
+                ws,
+                input=[{"role": "user", "content": "WSWARM"}],
+                previous_response_id=warm[-1]["response"]["id"],
+                store=False,
+            )
+    assert warm[-1]["type"] == "response.completed"
+    assert warm[-1]["response"]["output"] == []
+    assert answer[-1]["response"]["output"][0]["content"][0]["text"] == "Warmed."
+    [upstream] = clawrap_server.requests("WSWARM")
+    assert "You are terse." in upstream.system_text
+    # The warm-up reached no model: the one request with its system text is the answer's.
+    assert len(clawrap_server.model.requests_matching("You are terse.")) == 1

@@ -406,3 +406,13 @@ def test_the_outcome_is_reported_with_the_reply_as_a_turn() -> None:
     [outcome] = outcomes
     assert outcome.reply == Turn("assistant", (TextPart("Hi"),))
     assert outcome.response["id"] == opts.response_id
+
+
+def test_a_namespace_of_functions_is_offered_and_its_calls_name_it() -> None:
+    tool = {"type": "namespace", "name": "agents", "description": "Sub-agents.",
+            "tools": [{"type": "function", "name": "close_agent", "parameters": {}}]}  # fmt: skip
+    request, opts = decode({"input": "x", "tools": [tool]})
+    assert [t.name for t in request.tools] == ["close_agent"]
+    raw = stream([ToolCallStart(0, "toolu_c", "close_agent"), Finished("tool_calls")], opts)
+    assert raw[-1]["response"]["output"][0]["namespace"] == "agents"
+    accumulate(raw)

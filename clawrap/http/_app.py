@@ -168,6 +168,7 @@ class App:
                 receive,
                 send,
                 settings=self.settings,
+                keys=self.accountant.keys,
                 routes=self.responses,
                 path=path,
                 shutdown=self.shutdown,

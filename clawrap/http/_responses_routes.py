@@ -33,7 +33,9 @@ from clawrap.http._asgi import (
     parse_json_object,
     read_body,
     retry_after_header,
+    send_chunk,
     send_json,
+    start_sse,
 )
 from clawrap.http._exchange import run_exchange
 from clawrap.http._request_log import RequestRecord
@@ -49,7 +51,7 @@ from clawrap.protocol.responses._decode import (
     unknown_previous,
 )
 from clawrap.protocol.responses._dialect import ResponsesDialect
-from clawrap.protocol.responses._encode import response_object
+from clawrap.protocol.responses._encode import ResponsesStreamEncoder, response_object
 from clawrap.sessions._records import check_session_id
 from clawrap.sessions._responses import ResponseStore, StoredResponse
 
@@ -157,7 +159,7 @@ class ResponsesRoutes:
         or a socket)."""
         try:
             request, options = await self.decode(body, headers, memory)
-            run = self._admit(identity, request)
+            run = self._admit(identity, request) if options.generate else None
         except ClawrapError as error:
             record.error = error.kind
             await send_json(
@@ -186,6 +188,11 @@ class ResponsesRoutes:
                 ", ".join(options.ignored_tools),
             )
             send = _with_header(send, IGNORED_TOOLS_HEADER, ",".join(options.ignored_tools))
+        if not options.generate:
+            await self._record_only(options, send)
+            if store is not None:
+                await self._flush(store, options.response_id)
+            return
         scope = trio.CancelScope()
         self.running[options.response_id] = (options, scope)
         try:
@@ -194,12 +201,27 @@ class ResponsesRoutes:
         finally:
             self.running.pop(options.response_id, None)
             if store is not None:
-                with trio.move_on_after(STORE_LIMIT) as shielded:
-                    shielded.shield = True
-                    try:
-                        await store.flush(options.response_id)
-                    except ClawrapError:
-                        logger.error("response %s was not stored", options.response_id)
+                await self._flush(store, options.response_id)
+
+    @staticmethod
+    async def _flush(store: ResponseStore, response_id: str) -> None:
+        with trio.move_on_after(STORE_LIMIT) as shielded:
+            shielded.shield = True
+            try:
+                await store.flush(response_id)
+            except ClawrapError:
+                logger.error("response %s was not stored", response_id)
+
+    @staticmethod
+    async def _record_only(options: ResponsesOptions, send: Send) -> None:
+        """A response with ``generate: false``: completed at once, empty, its input kept."""
+        encoder = ResponsesStreamEncoder(options)
+        if options.echo.get("stream"):
+            await start_sse(send)
+            await send_chunk(send, encoder.start() + encoder.finish(), more=False)
+        else:
+            events = encoder.start_events() + encoder.finish_events()
+            await send_json(send, 200, events[-1]["response"])
 
     async def decode(
         self, body: dict[str, Any], headers: Mapping[str, str], memory: SocketMemory | None

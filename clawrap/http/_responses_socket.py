@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from clawrap.accounting._keys import Identity, KeyRing
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.http import _security as security
@@ -131,7 +132,10 @@ class _EventWriter:
         await self.socket.send_json({"type": "error", "status": self.status, "error": error})
 
 
-def _refusal(settings: Settings, request: Request, path: str) -> ClawrapError | None:
+def _identity(
+    settings: Settings, keys: KeyRing, request: Request, path: str
+) -> Identity | ClawrapError:
+    """Who opens the socket, or why it is refused (Host, Origin, route, key)."""
     headers = request.headers
     refusal = security.check_host(settings, headers) or security.check_origin(settings, headers)
     if refusal is not None:
@@ -140,21 +144,23 @@ def _refusal(settings: Settings, request: Request, path: str) -> ClawrapError | 
         return ClawrapError(
             "not_found", f"No WebSocket is served at {path[:200]}; use {ROUTE}.", code="unknown_url"
         )
-    return security.check_api_key(settings, "GET", ROUTE, headers)
+    return security.authenticate(keys, settings, "GET", ROUTE, headers)
 
 
 async def serve_socket(
-    scope: Scope, receive: Receive, send: Send, *, settings: Settings, routes: ResponsesRoutes,
-    path: str, shutdown: trio.Event,
+    scope: Scope, receive: Receive, send: Send, *, settings: Settings, keys: KeyRing,
+    routes: ResponsesRoutes, path: str, shutdown: trio.Event,
 ) -> None:  # fmt: skip
     """Serve one WebSocket connection on ``path`` (canonical, with ``/v1``) until the client
-    closes it or, between responses, the server shuts down."""
+    closes it or, between responses, the server shuts down. ``keys``: the server's API keys;
+    each response runs as the key the socket was opened with."""
     request = Request.from_scope(scope)
     first = await receive()
     if first.get("type") != "websocket.connect":
         return
-    refusal = _refusal(settings, request, path)
-    if refusal is not None:
+    identity = _identity(settings, keys, request, path)
+    if isinstance(identity, ClawrapError):
+        refusal = identity
         record = RequestRecord("WEBSOCKET", request.path, request_id(None))
         record.status, record.error = refusal.status, refusal.kind
         log_request(record)
@@ -195,6 +201,7 @@ async def serve_socket(
                 socket.exchange_receive,
                 _EventWriter(socket),
                 record,
+                identity,
                 memory,
             )
         finally:

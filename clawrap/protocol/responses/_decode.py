@@ -76,7 +76,9 @@ class ResponsesOptions:
     the request's items, normalized with ids. ``new_turns``: the turns this request
     adds to the conversation (the prior ones excluded); ``system``: the system text of
     messages along the whole chain (``instructions`` are not carried over, as OpenAI
-    does). ``on_complete`` is called with the final response when it ends normally.
+    does). ``generate`` false (Codex's WebSocket warm-up) asks for a response that only
+    records its input, with no model run. ``on_complete`` is called with the final
+    response when it ends normally.
     """
 
     model: str
@@ -84,6 +86,7 @@ class ResponsesOptions:
     created_at: int = field(default_factory=lambda: int(time.time()))
     echo: dict[str, Any] = field(default_factory=dict)
     custom_tools: frozenset[str] = frozenset()
+    namespaces: Mapping[str, str] = field(default_factory=dict)
     ignored_tools: tuple[str, ...] = ()
     summaries: bool = False
     encrypted_reasoning: bool = False
@@ -92,6 +95,7 @@ class ResponsesOptions:
     input_items: tuple[dict[str, Any], ...] = ()
     new_turns: tuple[Turn, ...] = ()
     system: tuple[str, ...] = ()
+    generate: bool = True
     on_complete: Callable[[Outcome], None] | None = None
 
 
@@ -103,6 +107,7 @@ class _Tools:
     specs: list[ToolSpec] = field(default_factory=list)
     custom: set[str] = field(default_factory=set)
     hosted: list[str] = field(default_factory=list)
+    namespaces: dict[str, str] = field(default_factory=dict)  # tool name -> its namespace
 
     def names(self) -> set[str]:
         return {s.name for s in self.specs}
@@ -120,29 +125,44 @@ def _tools(raw: list[Any] | None) -> _Tools:
     out = _Tools()
     seen: set[str] = set()
     for i, item in enumerate(raw or ()):
-        param = f"tools[{i}]"
-        kind = item.get("type") if isinstance(item, dict) else None
-        if not isinstance(kind, str):
-            raise invalid_request(f"'{param}.type' must be a string.", param=f"{param}.type")
-        if kind == "function":
-            f = validate_model(FunctionTool, item, (param,))
-            _check_name(f.name, f"{param}.name", seen)
-            schema = f.parameters if f.parameters is not None else dict(_DEFAULT_PARAMETERS)
-            out.specs.append(ToolSpec(f.name, f.description or "", schema))
-        elif kind == "custom":
-            c = validate_model(CustomTool, item, (param,))
-            _check_name(c.name, f"{param}.name", seen)
-            description = c.description or ""
-            grammar = (c.format or {}).get("definition")
-            if isinstance(grammar, str) and grammar:
-                description += f"\n\nThe input must follow this grammar:\n{grammar}"
-            out.specs.append(ToolSpec(c.name, description.strip(), dict(_CUSTOM_SCHEMA)))
-            out.custom.add(c.name)
-        else:
-            # A hosted tool (web_search, file_search, code_interpreter, mcp, ...): clawrap
-            # cannot run it, so the model is not offered it.
-            out.hosted.append(kind)
+        _tool(out, item, f"tools[{i}]", seen, None)
     return out
+
+
+def _tool(out: _Tools, item: Any, param: str, seen: set[str], namespace: str | None) -> None:
+    kind = item.get("type") if isinstance(item, dict) else None
+    if not isinstance(kind, str):
+        raise invalid_request(f"'{param}.type' must be a string.", param=f"{param}.type")
+    if kind == "namespace" and namespace is None and isinstance(item, dict):
+        # A group of functions (Codex sends its sub-agent tools so); calls name the group.
+        name, inner = item.get("name"), item.get("tools")
+        if not isinstance(name, str) or not isinstance(inner, list):
+            raise invalid_request(
+                f"'{param}' must have a string 'name' and a 'tools' array.", param=param
+            )
+        for j, tool in enumerate(inner):
+            _tool(out, tool, f"{param}.tools[{j}]", seen, name)
+        return
+    if namespace is not None and kind in ("function", "custom"):
+        out.namespaces[str(item.get("name"))] = namespace
+    if kind == "function":
+        f = validate_model(FunctionTool, item, (param,))
+        _check_name(f.name, f"{param}.name", seen)
+        schema = f.parameters if f.parameters is not None else dict(_DEFAULT_PARAMETERS)
+        out.specs.append(ToolSpec(f.name, f.description or "", schema))
+    elif kind == "custom":
+        c = validate_model(CustomTool, item, (param,))
+        _check_name(c.name, f"{param}.name", seen)
+        description = c.description or ""
+        grammar = (c.format or {}).get("definition")
+        if isinstance(grammar, str) and grammar:
+            description += f"\n\nThe input must follow this grammar:\n{grammar}"
+        out.specs.append(ToolSpec(c.name, description.strip(), dict(_CUSTOM_SCHEMA)))
+        out.custom.add(c.name)
+    else:
+        # A hosted tool (web_search, file_search, code_interpreter, mcp, ...): clawrap
+        # cannot run it, so the model is not offered it.
+        out.hosted.append(kind)
 
 
 def _tool_choice(value: Any, tools: _Tools) -> tuple[ToolChoice, list[ToolSpec]]:
@@ -326,7 +346,7 @@ def decode_responses(
     system = "\n\n".join(t for t in (req.instructions, *chain_system) if t) or None
     new_turns = decoded.frozen_turns()
     turns = _join([*(prior.turns if prior else ()), *new_turns])
-    if not turns:
+    if not turns and req.generate is not False:
         raise invalid_request(
             "'input' must include at least one user or assistant item with content.",
             param="input",
@@ -351,11 +371,13 @@ def decode_responses(
         model=requested,
         echo=_echo(req, body),
         custom_tools=frozenset(tools.custom),
+        namespaces=dict(tools.namespaces),
         ignored_tools=tuple(dict.fromkeys(tools.hosted)),
         summaries=summaries,
         encrypted_reasoning=ENCRYPTED_REASONING in (req.include or ()),
         store=req.store is not False,
         previous_response_id=previous,
+        generate=req.generate is not False,
         input_items=tuple(decoded.items),
         new_turns=new_turns,
         system=chain_system,
@@ -388,6 +410,7 @@ def _echo(req: ResponsesBody, body: dict[str, Any]) -> dict[str, Any]:
         "service_tier": req.service_tier if req.service_tier else "default",
         "store": req.store is not False,
         "background": False,
+        "stream": bool(req.stream),
     }
 
 

@@ -199,6 +199,9 @@ class OutputItems:
         else:
             item = {"id": new_item_id("fc"), "type": "function_call", "call_id": event.id}
             item |= {"name": event.name, "arguments": "", "status": "in_progress"}
+        namespace = self.options.namespaces.get(event.name)
+        if namespace is not None:
+            item["namespace"] = namespace
         out = self._start(item["type"], item)
         self._call_index = event.index
         self._arguments = []

@@ -79,6 +79,7 @@ class ResponsesBody(StrictModel):
     top_logprobs: int | None = None
     conversation: Any = None
     prompt: Any = None
+    generate: bool | None = None
     session_id: str | None = None
 
 
