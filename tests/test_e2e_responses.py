@@ -18,6 +18,8 @@ from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap, in_thread, wait_until
 from openai.types.responses import Response
 from pydantic import BaseModel
 
+from clawrap.core._request import ThinkingPart
+from clawrap.protocol.responses._reasoning import decode_thinking
 from clawrap.scripted._model import Reply, ToolUse
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
@@ -257,3 +259,81 @@ async def test_a_previous_response_id_chain_goes_on_on_the_live_process(
     assert clawrap_server.pool_status()["continued"] == 3
     last = clawrap_server.requests("RESPCHAIN 3")[-1]
     assert "RESPCHAIN 0" in last.text  # the whole conversation reached the model
+
+
+async def test_thinking_comes_back_as_a_reasoning_item_and_is_accepted_back(
+    clawrap_server: Clawrap,
+) -> None:
+    clawrap_server.model.when(
+        "RESPTHINK", Reply(thinking="Paris first.", signature="c2lnLXBhcmlz", tool_uses=[PARIS])
+    )
+    clawrap_server.model.when("AND TOMORROW", Reply(text="Mild."))
+    first_input: list[Any] = [{"role": "user", "content": "RESPTHINK weather?"}]
+    options: dict[str, Any] = {
+        "tools": [WEATHER],
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "reasoning": {"summary": "auto"},
+        # thinking on, so the CLI keeps thinking blocks in the conversation it sends
+        "extra_body": {"claude": {"thinking": "enabled"}},
+    }
+    with trio.fail_after(TEST_LIMIT):
+        first = await in_thread(lambda: create(clawrap_server, input=first_input, **options))
+    reasoning = [i for i in first.output if i.type == "reasoning"]
+    assert [s.text for r in reasoning for s in r.summary] == ["Paris first."]
+    assert reasoning[0].encrypted_content is not None
+    thought = decode_thinking(reasoning[0].encrypted_content)
+    assert thought == ThinkingPart("Paris first.", "c2lnLXBhcmlz")
+    [call] = [i for i in first.output if i.type == "function_call"]
+    second_input = [
+        *first_input,
+        *[i.model_dump(exclude_none=True) for i in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": "mild in Paris"},
+        {"role": "user", "content": "AND TOMORROW?"},
+    ]
+    with trio.fail_after(TEST_LIMIT):
+        second = await in_thread(lambda: create(clawrap_server, input=second_input, **options))
+    assert second.output_text == "Mild."
+    # The reasoning item sent back was accepted as the signed thinking block it carries (the
+    # CLI decides whether an earlier turn's thinking goes upstream; see the decoder's tests).
+    assert len(clawrap_server.requests("AND TOMORROW")) == 1
+
+
+async def test_cancel_stops_a_running_response(clawrap_server: Clawrap) -> None:
+    clawrap_server.model.when("RESPCANCEL", Reply(tokens=1200, delay=0.05))
+    started, ids = trio.Event(), []
+
+    def read_until_cancelled(token: trio.lowlevel.TrioToken) -> list[str]:
+        types = []
+        with clawrap_server.openai() as client:
+            stream = client.responses.create(model="sonnet", input="RESPCANCEL", stream=True)
+            try:
+                for event in stream:
+                    types.append(event.type)
+                    if event.type == "response.created":
+                        ids.append(event.response.id)
+                        trio.from_thread.run_sync(started.set, trio_token=token)
+            except (openai.APIError, httpx.HTTPError):
+                types.append("broken")
+        return types
+
+    token = trio.lowlevel.current_trio_token()
+    async with trio.open_nursery() as nursery:
+        result: list[list[str]] = []
+
+        async def reader() -> None:
+            result.append(await in_thread(lambda: read_until_cancelled(token)))
+
+        nursery.start_soon(reader)
+        with trio.fail_after(TEST_LIMIT):
+            await started.wait()
+            async with httpx.AsyncClient(base_url=clawrap_server.url) as client:
+                cancelled = await client.post(f"/v1/responses/{ids[0]}/cancel")
+                again = await client.post(f"/v1/responses/{ids[0]}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert again.status_code == 404
+    assert "response.completed" not in result[0]
+    with trio.fail_after(DROP_LIMIT):
+        await wait_until(lambda: clawrap_server.upstream.open_responses == 0)
+        await wait_until(lambda: clawrap_server.stray_cli_pids() == [])
