@@ -212,6 +212,7 @@ def test_text_format_reasoning_and_limits() -> None:
                      "arguments": "[1]"}]}, "input[0].arguments"),
         ({"input": "x", "tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name"),
         ({"input": "x", "reasoning": {"effort": "huge"}}, "reasoning.effort"),
+        ({"input": "x", "tools": [{"type": "evil\r\nx-injected: 1"}]}, "tools[0].type"),
         ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
         ({"input": "x", "text": {"format": {"type": "json_schema", "name": "n"}}},
          "text.format.schema"),

@@ -25,7 +25,7 @@ from clawrap.accounting._keys import Identity, KeyRing
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.http import _security as security
-from clawrap.http._asgi import Message, Receive, Request, Scope, Send, dump_json
+from clawrap.http._asgi import Message, Receive, Request, Scope, Send, dump_json, too_large
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._responses_routes import ResponsesRoutes, SocketMemory
 from clawrap.protocol.openai._encode import error_object
@@ -188,6 +188,8 @@ async def serve_socket(
             return
         record = RequestRecord("WEBSOCKET", request.path, request_id(None))
         try:
+            if len(text) > settings.max_body_bytes:
+                raise too_large(settings.max_body_bytes)
             body = _create_body(text)
         except ClawrapError as error:
             record.status, record.error = error.status, error.kind

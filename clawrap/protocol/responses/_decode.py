@@ -38,6 +38,7 @@ from clawrap.protocol.responses._models import (
 )
 
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_HOSTED_TYPE = re.compile(r"[a-z0-9_.-]{1,64}")  # it goes into a response header
 _DEFAULT_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _CUSTOM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -159,10 +160,12 @@ def _tool(out: _Tools, item: Any, param: str, seen: set[str], namespace: str | N
             description += f"\n\nThe input must follow this grammar:\n{grammar}"
         out.specs.append(ToolSpec(c.name, description.strip(), dict(_CUSTOM_SCHEMA)))
         out.custom.add(c.name)
-    else:
+    elif _HOSTED_TYPE.fullmatch(kind):
         # A hosted tool (web_search, file_search, code_interpreter, mcp, ...): clawrap
         # cannot run it, so the model is not offered it.
         out.hosted.append(kind)
+    else:
+        raise invalid_request(f"Unknown tool type {brief(kind)}.", param=f"{param}.type")
 
 
 def _tool_choice(value: Any, tools: _Tools) -> tuple[ToolChoice, list[ToolSpec]]:
