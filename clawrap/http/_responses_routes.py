@@ -26,6 +26,7 @@ import trio
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.core._request import CompletionRequest
+from clawrap.core._session_ids import check_session_id
 from clawrap.http._asgi import (
     Message,
     Receive,
@@ -52,7 +53,6 @@ from clawrap.protocol.responses._decode import (
 )
 from clawrap.protocol.responses._dialect import ResponsesDialect
 from clawrap.protocol.responses._encode import ResponsesStreamEncoder, response_object
-from clawrap.sessions._records import check_session_id
 from clawrap.sessions._responses import ResponseStore, StoredResponse
 
 logger = logging.getLogger("clawrap.responses")
