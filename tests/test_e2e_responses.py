@@ -38,7 +38,7 @@ WEATHER = {
 }
 PARIS = ToolUse("get_weather", {"city": "Paris"}, "toolu_resp_paris")
 ROME = ToolUse("get_weather", {"city": "Rome"}, "toolu_resp_rome")
-DROP_LIMIT = 1.5
+DROP_LIMIT = 5.0  # a loaded 2-core machine misses 1.5 s; the dropped reply would run a minute
 
 
 def create(server: Clawrap, **kwargs: Any) -> Response:

@@ -19,7 +19,7 @@ from clawrap.scripted._model import Reply
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
 
-DROP_LIMIT = 1.5
+DROP_LIMIT = 5.0  # a loaded 2-core machine misses 1.5 s; the dropped reply would run a minute
 
 
 def ws_url(server: Clawrap) -> str:
