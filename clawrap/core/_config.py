@@ -171,8 +171,8 @@ class Settings(BaseSettings):
     usage_db: str | None = None  # default: <data_dir>/usage.sqlite3
 
     # -- stored Responses API responses (<data_dir>/responses.sqlite3)
-    response_ttl: float = 3600.0  # seconds a stored response may sit unused
-    response_store_mb: int = 256  # total size bound; the least recently used go first
+    response_ttl: Seconds = 3600.0  # seconds a stored response may sit unused
+    response_store_mb: AtLeastOne = 256  # total size bound; the least recently used go first
 
     # -- content
     allow_remote_images: bool = False  # http(s) image URLs go to the model as URL sources
