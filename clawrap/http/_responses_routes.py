@@ -236,7 +236,9 @@ class ResponsesRoutes:
         request, options = decode_responses(
             body, headers, self.settings, prior, session_id=_session_id
         )
-        return check_request(apply(request)), options
+        request = apply(request)
+        # A warm-up (generate: false) runs nothing: its input may hold no turn yet.
+        return (check_request(request) if options.generate else request), options
 
     async def _resolve_references(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with its ``item_reference`` input items replaced by the stored items."""
