@@ -19,14 +19,14 @@ from importlib import metadata
 
 import trio
 
-from . import _behaviour, _latency
+from . import _behaviour, _latency, _responses
 from ._client import stream_openai
 from ._procs import Watcher
 from ._stack import Stack, offline_env
 from ._stats import emit, note
 from ._target import Target
 
-SCENARIOS = ("overhead", "stream", "floor", "load", "drop", "cost", "chat")
+SCENARIOS = ("overhead", "stream", "floor", "load", "drop", "cost", "chat", "responses")
 WARM_LIMIT = 30.0
 WARM_ROUNDS = 4
 
@@ -182,6 +182,7 @@ async def run_scenarios(target: Target, only: Sequence[str]) -> None:
         "drop": lambda: _behaviour.dropped_clients(target),
         "cost": lambda: _behaviour.upstream_cost(target),
         "chat": lambda: _behaviour.conversation(target),
+        "responses": lambda: _responses.responses_scenarios(target),
     }
     for name in SCENARIOS:
         if name not in only:

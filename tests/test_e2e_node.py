@@ -124,3 +124,52 @@ async def test_anthropic_node_assembles_a_tool_use_block(
         {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}
     ]
     assert out["stop_reason"] == "tool_use"
+
+
+async def test_openai_node_response_stream_accumulates_text(
+    clawrap_server: Clawrap, node_clients: Path
+) -> None:
+    reply = Reply(tokens=12)
+    clawrap_server.model.when("NODERESP", reply)
+    out = await run_driver(
+        node_clients, "openai_responses.mjs", clawrap_server.url + "/v1", "NODERESP"
+    )
+    assert out["deltas"] == reply.text_deltas()
+    assert out["output_text"] == "".join(reply.text_deltas())
+    assert out["status"] == "completed"
+    assert out["types"][0] == "response.created"
+    assert out["types"][-1] == "response.completed"
+
+
+async def test_openai_node_response_stream_accumulates_a_function_call(
+    clawrap_server: Clawrap, node_clients: Path
+) -> None:
+    clawrap_server.model.when("NODERESPCALL", Reply(text="Looking.", tool_uses=[PARIS]))
+    out = await run_driver(
+        node_clients,
+        "openai_responses.mjs",
+        clawrap_server.url + "/v1",
+        "NODERESPCALL",
+        "tools",
+    )
+    assert out["calls"] == [{"call_id": PARIS.id, "name": PARIS.name, "arguments": PARIS.input}]
+    assert out["arguments_done"] == [PARIS.input]
+    assert out["output_text"] == "Looking."
+
+
+async def test_ai_sdk_openai_provider_runs_a_tool_loop_until_stop_when(
+    clawrap_server: Clawrap, node_clients: Path
+) -> None:
+    call = ToolUse("get_weather", {"city": "Lyon"}, "toolu_ai_lyon")
+    clawrap_server.model.when("AISDKRESP", Reply(text="Let me check.", tool_uses=[call]))
+    clawrap_server.model.when("cloudy in Lyon", Reply(text="Lyon is cloudy."))
+    out = await run_driver(
+        node_clients, "ai_sdk_responses.mjs", clawrap_server.url + "/v1", "AISDKRESP weather?"
+    )
+    assert out["calls"] == ["Lyon"]
+    assert out["steps"] == 2
+    assert out["text"].endswith("Lyon is cloudy.")
+    assert out["finish_reason"] == "stop"
+    # The second step referenced the stored text item and resent the call and its result.
+    second = clawrap_server.requests("cloudy in Lyon")[-1]
+    assert "Let me check." in json.dumps(second.body)

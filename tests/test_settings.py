@@ -39,6 +39,12 @@ BAD: dict[str, str] = {
     "allow_remote_images": "sometimes",
     "agent_allow_bypass": "perhaps",
     "agent_timeout": "0",
+    "response_ttl": "0",
+    "response_store_mb": "0",
+    "max_connections": "0",
+    "body_timeout": "0",
+    "header_timeout": "-1",
+    "json_schema_max_depth": "0",
 }
 # Free text or paths: any non-empty value is accepted (checked where it is used).
 UNCHECKED_TEXT = {

@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     session_db: str | None = None  # default: <data_dir>/sessions.sqlite3
     usage_db: str | None = None  # default: <data_dir>/usage.sqlite3
 
+    # -- stored Responses API responses (<data_dir>/responses.sqlite3)
+    response_ttl: Seconds = 3600.0  # seconds a stored response may sit unused
+    response_store_mb: AtLeastOne = 256  # total size bound; the least recently used go first
+
     # -- content
     allow_remote_images: bool = False  # http(s) image URLs go to the model as URL sources
     json_schema_max_depth: AtLeastOne = 64  # deepest nesting of a response_format json_schema

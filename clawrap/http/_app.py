@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -60,9 +60,12 @@ from clawrap.http._asgi import (
 from clawrap.http._exchange import Sessions, client_gone, internal_error, run_exchange
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._request_log import RequestRecord, log_request, request_id
+from clawrap.http._responses_routes import ResponsesRoutes
+from clawrap.http._responses_socket import serve_socket
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
 from clawrap.protocol._dialect import Dialect, TokenCounting
 from clawrap.protocol._request_checks import check_request
+from clawrap.sessions._responses import ResponseStore
 from clawrap.sessions._store import SessionStore
 
 logger = logging.getLogger("clawrap.app")
@@ -101,6 +104,7 @@ class App:
         mcp: McpRegistry | None = None,
         sessions: SessionStore | None = None,
         accountant: Accountant | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -120,12 +124,23 @@ class App:
         self.shutdown = trio.Event()
         self.started_at = int(time.time())
         self.info = InfoRoutes(settings, backend, mcp, self.sessions, self.started_at)
+        # Stored responses: given (tests), or opened at start-up and closed at shutdown.
+        self.response_store = responses
+        self._own_response_store = responses is None
+        self.responses = ResponsesRoutes(
+            settings=settings,
+            run=self._run_exchange,
+            admit=self._admit_responses,
+            claude=self._claude_settings,
+            store=lambda: self.response_store,
+        )
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
             **self.info.routes(),
             **AccountingRoutes(accountant).routes(),
+            **self.responses.routes(),
         }
         self.methods: dict[str, list[str]] = {}
         for method, path in self.routes:
@@ -146,15 +161,35 @@ class App:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1003})
+            path = canonical_path(str(scope.get("path", "/")))
+            await serve_socket(
+                scope,
+                receive,
+                send,
+                settings=self.settings,
+                keys=self.accountant.keys,
+                routes=self.responses,
+                path=path,
+                shutdown=self.shutdown,
+            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message.get("type") == "lifespan.startup":
+                try:
+                    if self._own_response_store:
+                        self.response_store = await ResponseStore.open(self.settings)
+                except ClawrapError as error:
+                    await send({"type": "lifespan.startup.failed", "message": error.message})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message.get("type") == "lifespan.shutdown":
                 self.begin_shutdown()
+                if self._own_response_store and self.response_store is not None:
+                    with trio.CancelScope(shield=True):
+                        await self.response_store.aclose()
+                    self.response_store = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -252,6 +287,8 @@ class App:
             call.params["id"] = call.path[len(MODEL_PREFIX) :]
         elif call.path.startswith(_SESSION_PREFIX) and len(call.path) > len(_SESSION_PREFIX):
             route = "/v1/sessions/{id}"
+        else:
+            route = ResponsesRoutes.route_of(call.path, call.params) or route
         allowed = self.methods.get(route)
         if allowed is None:
             await send_error(call, _unknown_url(method, call.request.path))
@@ -351,6 +388,49 @@ class App:
             account=run,
         )
 
+    def _claude_settings(
+        self, body: dict[str, Any], headers: Mapping[str, str]
+    ) -> Callable[[CompletionRequest], CompletionRequest]:
+        """Claude Code's own settings of a request (agent mode), to lay over its decoding."""
+        return parse_claude_headers(body, headers, self.settings, self.mcp).apply
+
+    def _admit_responses(self, identity: Identity | None, request: CompletionRequest) -> Run:
+        """The key's run for a Responses API request (HTTP or a WebSocket message)."""
+        identity = identity if identity is not None else Identity(LOCAL)
+        models = (request.requested_model, request.model)
+        return self.accountant.admit(identity, models, agent=request.agent is not None)
+
+    async def _run_exchange(
+        self,
+        receive: Receive,
+        send: Send,
+        dialect: Dialect,
+        request: CompletionRequest,
+        options: Any,
+        record: RequestRecord,
+        run: Run,
+    ) -> None:
+        """An admitted run's exchange, its accounting finished whatever happens."""
+        if run.budget_usd is not None and request.agent is not None:
+            request = replace(request, max_budget_usd=run.budget_usd)
+        try:
+            await run_exchange(
+                receive,
+                send,
+                dialect=dialect,
+                request=request,
+                options=options,
+                backend=self.backend,
+                settings=self.settings,
+                limiter=self.limiter,
+                record=record,
+                shutdown=self.shutdown,
+                sessions=self.sessions,
+                account=run,
+            )
+        finally:
+            run.finish(client_gone())
+
     async def _read(self, call: Call) -> bytes:
         """The JSON body of a POST route (415 unless declared ``application/json``)."""
         refusal = security.check_json_content_type(call.request.headers)
@@ -405,6 +485,7 @@ def create_app(
     mcp: McpRegistry | None = None,
     sessions: SessionStore | None = None,
     accountant: Accountant | None = None,
+    responses: ResponseStore | None = None,
 ) -> App:
     """The ASGI app serving ``backend``. ``dialects`` (keys "openai", "anthropic") is for tests.
 
@@ -413,8 +494,10 @@ def create_app(
     session routes and requests naming a session answer 501.
     ``accountant``: keys, limits, usage ledger and metrics (default: the settings'
     keys, a ledger in memory).
+    ``responses``: the store of Responses API responses (opened and closed by the caller);
+    without it the app opens its own at start-up (ASGI lifespan) and closes it at shutdown.
     """
-    return App(settings, backend, dialects, mcp, sessions, accountant)
+    return App(settings, backend, dialects, mcp, sessions, accountant, responses)
 
 
 __all__ = ["App", "canonical_path", "create_app"]

@@ -1,0 +1,1 @@
+"""The OpenAI Responses API surface: decoder, encoders and the dialect tying them."""
