@@ -290,7 +290,9 @@ async def test_a_client_tool_call_streams_and_ends_the_run_with_tool_calls(
     scripted_model: RunningScriptedModel,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_claude_backend, "build_client_tools", lambda request: deferring_tools())
+    monkeypatch.setattr(
+        _claude_backend, "build_client_tools", lambda request, **_: deferring_tools()
+    )
     scripted_model.model.when(
         "weather", Reply(text="Checking.", tool_uses=[ToolUse("get_weather", {"city": "Paris"})])
     )

@@ -220,7 +220,7 @@ async def test_another_system_prompt_does_not_take_the_parked_process(
     assert "Be long." in system and "Be brief." not in system
 
 
-async def test_a_turn_ending_in_client_tool_calls_is_not_parked(
+async def test_a_turn_ending_in_client_tool_calls_is_parked_with_its_calls_open(
     backend: ClaudeBackend, scripted_model: RunningScriptedModel
 ) -> None:
     reply = {"tool_uses": [{"name": "get_weather", "input": {"city": "Paris"}}]}
@@ -232,7 +232,10 @@ async def test_a_turn_ending_in_client_tool_calls_is_not_parked(
     assert events[-1] == Finished("tool_calls")
     with trio.fail_after(LIMIT):
         await backend.pool.wait_for(lambda: backend.status()["busy"] == 0)
-    assert backend.status()["parked"] == 0
+    # Held for the request with the results, not as a finished conversation to extend.
+    assert backend.status()["parked_open"] == 1
+    assert [len(p.open_calls) for p in backend.pool._parked.all()] == [1]
+    assert continuation_point(request.turns) is None
 
 
 async def test_the_oldest_parked_conversation_is_reset_when_the_limit_is_reached(

@@ -160,7 +160,7 @@ async def test_another_system_prompt_or_tool_set_never_shares_a_process(
 ) -> None:
     used = Used(warm, monkeypatch)
     with monkeypatch.context() as m:
-        m.setattr(_claude_backend, "build_client_tools", lambda request: deferring_tools())
+        m.setattr(_claude_backend, "build_client_tools", lambda request, **_: deferring_tools())
         await collect(warm, ask("with tools", system="ALPHA-SYSTEM"))
     await collect(warm, ask("plain question"))
     assert used.procs[0] is not used.procs[1]

@@ -35,6 +35,7 @@ BAD: dict[str, str] = {
     "pool_idle_expiry": "0",
     "pool_memory_mb": "0",
     "pool_parked": "-1",
+    "tool_wait": "-1",
     "session_ttl": "0",
     "allow_remote_images": "sometimes",
     "agent_allow_bypass": "perhaps",

@@ -17,11 +17,16 @@ Implicit continuation: a turn that ends normally (``end_turn``, not halted)
 parks its process in the pool under the key of the conversation it now holds
 (the request's turns plus the reply). A request whose earlier turns are exactly
 that conversation (same system prompt, same spawn key) is served by it with
-only its new user message: warm, and the upstream prompt cache intact. Only
-plain user messages can be fed to a live process: a tool-loop follow-up (tool
-results) goes through the transcript, since the CLI drops ``tool_result``
-blocks from a sent message; a turn that ends in client tool calls is therefore
-never parked.
+only its new user message: warm, and the upstream prompt cache intact.
+
+Tool loops: client tools wait on the live process for their results
+(:mod:`~clawrap.claude._tool_gate`), so a turn that ends in client tool calls
+parks its process mid-turn, the calls open (bounded by ``tool_wait``). The
+request that brings exactly those results, its history otherwise unchanged,
+hands them over and relays the rest of that same CLI turn: no spawn, no
+transcript. Anything else (a differing history, results the CLI would rewrite,
+text beside the results) frees that process and goes through the transcript,
+since the CLI drops ``tool_result`` blocks from a sent message.
 
 Agent-mode requests (``request.agent``) go to the
 :class:`~clawrap.claude._agent_runner.AgentRunner` instead: a process of their own
@@ -38,7 +43,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
@@ -48,6 +53,7 @@ from clawrap.claude._client_tools import ClientTools, build_client_tools
 from clawrap.claude._live_models import LiveModels
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.claude._sdk_options import OptionsBuilder, SpawnSpec
+from clawrap.claude._tool_gate import deliverable
 from clawrap.claude._transcript import plan_history, split_history
 from clawrap.claude._turn_pump import drive_turn
 from clawrap.claude.pool._pool import CliProcess, ProcessPool, State
@@ -140,7 +146,9 @@ class ClaudeBackend:
         if request.agent is not None:
             await self.agent.run(request, events, halt)
             return
-        tools = build_client_tools(request)
+        tools = build_client_tools(request, wait=self.settings.tool_wait > 0)
+        if await self._resume_tools(request, tools, events, halt):
+            return
         if await self._continue(request, tools, events, halt):
             return
         # Writing the transcript (up to a whole request body) is kept off the event loop.
@@ -222,7 +230,7 @@ class ClaudeBackend:
         be run again elsewhere: a reused process failed before any output."""
         translator = TurnTranslator(tools)
         recorder = ReplyRecorder()
-        state: State = "broken"
+        state: State | Literal["open"] = "broken"
         try:
             state = await self._drive(proc, content, translator, events, halt, recorder)
             return False
@@ -238,10 +246,67 @@ class ClaudeBackend:
         finally:
             with trio.CancelScope(shield=True):
                 held = parking_key(request, recorder) if state == "idle" else None
-                if held is None or halt.is_set():
+                if state == "open":
+                    await self._park_open(proc, request, recorder, translator, halt)
+                elif held is None or halt.is_set():
                     await self.pool.release(proc, state)
                 else:
                     await self.pool.park(proc, held)
+
+    async def _park_open(
+        self,
+        proc: CliProcess,
+        request: CompletionRequest,
+        recorder: ReplyRecorder,
+        translator: TurnTranslator,
+        halt: HaltSignal,
+    ) -> None:
+        """Keep ``proc`` with its tool calls open for the request that brings the results."""
+        reply = recorder.turn()
+        if reply is None or halt.is_set():
+            await self.pool.release(proc, "midturn")
+            return
+        proc.open_calls = frozenset(translator.call_ids)
+        key = conversation_key(request.system or None, (*request.turns, reply))
+        await self.pool.park_open(proc, key)
+
+    async def _resume_tools(
+        self,
+        request: CompletionRequest,
+        tools: ClientTools | None,
+        events: EventSink,
+        halt: HaltSignal,
+    ) -> bool:
+        """Serve a tool-result follow-up on the process parked with those calls open: hand
+        it the results and relay the rest of its turn. False when there is none (the
+        transcript path serves the request)."""
+        if tools is None or not tools.gated or len(request.turns) < 2:
+            return False
+        last = request.turns[-1]
+        if last.role != "user" or request.turns[-2].role != "assistant":
+            return False
+        spec = self._options.spec(request, tools)
+        key = conversation_key(request.system or None, request.turns[:-1])
+        proc = await self.pool.take_parked(spec, key)
+        if proc is None:
+            return False
+        results = deliverable(last.parts)
+        if results is None or proc.gate is None or set(results) != proc.open_calls:
+            log.info(
+                "tool results for %s do not fit CLI process %s (open: %s); from a transcript",
+                sorted(results or ()),
+                proc.pid,
+                sorted(proc.open_calls),
+            )
+            # Results the CLI would rewrite (empty, too long), text beside them, or not
+            # exactly the calls it holds open: served from a transcript instead.
+            with trio.CancelScope(shield=True):
+                await self.pool.release(proc, "midturn")
+            return False
+        proc.open_calls = frozenset()
+        proc.gate.deliver(results)
+        await self._attempt(proc, None, tools, events, halt, request, retry=False)
+        return True
 
     async def _drive(
         self,
@@ -251,9 +316,12 @@ class ClaudeBackend:
         events: EventSink,
         halt: HaltSignal,
         recorder: ReplyRecorder,
-    ) -> State:
-        """Drive the turn. Returns the process's state after it."""
+    ) -> State | Literal["open"]:
+        """Drive the turn. Returns the process's state after it ("open": mid-turn, its
+        client tool calls waiting for results)."""
         await drive_turn(proc, content, translator, events, halt, recorder.feed)
+        if translator.stopped_for_tools and not translator.done:
+            return "open"
         return "idle" if translator.done else "midturn"
 
 

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
-from claude_agent_sdk import ClaudeSDKClient, ResultMessage
+from claude_agent_sdk import ClaudeSDKClient, ResultMessage, ToolResultBlock, UserMessage
 from claude_agent_sdk.types import Message
 
 from clawrap.claude._lifeline import with_lifeline
@@ -37,6 +37,7 @@ from clawrap.claude._prompt_file import prompt_in_file
 from clawrap.claude._sdk_adapter import cli_process, control_request
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_options import SpawnKey, SpawnSpec
+from clawrap.claude._tool_gate import ToolGate
 from clawrap.core._errors import ClawrapError
 
 log = logging.getLogger("clawrap.processes")
@@ -57,6 +58,10 @@ class CliProcess:
         self.model = spec.model
         self.client = client
         self.reused = False
+        # Client tools whose calls wait for results (``_tool_gate``); ``open_calls`` are the
+        # calls of the turn the process is parked in, waiting for the client's next request.
+        self.gate: ToolGate | None = None
+        self.open_calls: frozenset[str] = frozenset()
         self.in_turn = False  # a message was sent whose ResultMessage was not read yet
         self.idle_since = trio.current_time()
         self._closed = False
@@ -101,6 +106,10 @@ class CliProcess:
         if isinstance(message, ResultMessage):
             self.in_turn = False
             message = self._own_cost(message)
+        elif self.gate is not None and isinstance(message, UserMessage):
+            for block in message.content if isinstance(message.content, list) else ():
+                if isinstance(block, ToolResultBlock):
+                    self.gate.taken(block.tool_use_id)
         return message
 
     def _own_cost(self, result: ResultMessage) -> ResultMessage:
@@ -159,10 +168,13 @@ class CliProcess:
         """
         with trio.move_on_after(RESET_TIMEOUT):
             try:
+                self.open_calls = frozenset()
                 if self.in_turn:
                     await self.interrupt()
                     if await self.finish_turn() is None:
                         return False
+                if self.gate is not None:
+                    self.gate.clear()
                 if self._first_uuid is None:
                     return True  # nothing was said: the conversation is still empty
                 request: dict[str, Any] = {
@@ -261,13 +273,16 @@ def start_timed_out(timeout: float) -> ClawrapError:
 async def spawn_process(spec: SpawnSpec, *, start_timeout: float = SPAWN_TIMEOUT) -> CliProcess:
     """Start and connect a CLI process. Raises ClawrapError (503) if it cannot start, or
     has not answered the SDK's initialize within ``start_timeout`` (it is killed then)."""
+    gate = ToolGate() if spec.tools is not None and spec.tools.gated else None
     # A long system prompt goes through a file the CLI reads while it starts.
     # Started under the server's watchdog: no CLI outlives a server that was killed.
-    with prompt_in_file(with_lifeline(spec.options())) as options:
-        return await _spawn(spec, ClaudeSDKClient(options), start_timeout)
+    with prompt_in_file(with_lifeline(spec.options(gate))) as options:
+        return await _spawn(spec, ClaudeSDKClient(options), start_timeout, gate)
 
 
-async def _spawn(spec: SpawnSpec, client: ClaudeSDKClient, start_timeout: float) -> CliProcess:
+async def _spawn(
+    spec: SpawnSpec, client: ClaudeSDKClient, start_timeout: float, gate: ToolGate | None
+) -> CliProcess:
     late = connected = False
     failure: Exception | None = None
 
@@ -314,6 +329,7 @@ async def _spawn(spec: SpawnSpec, client: ClaudeSDKClient, start_timeout: float)
             await client.disconnect()
         raise
     proc = CliProcess(spec, client)
+    proc.gate = gate
     log.debug("spawned CLI process %s", proc.pid)
     return proc
 

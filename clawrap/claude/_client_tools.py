@@ -19,6 +19,10 @@ Should the handler ever be reached anyway, it returns an error result.
 - ``parallel_tool_calls: false``: an instruction, and ``single_call`` tells the
   backend to keep only the first call of a turn.
 
+With ``wait`` (the Chat backend, ``tool_wait`` > 0) the calls are not deferred:
+they wait on the live process for the client's results (``_tool_gate``), so the
+next round of a tool loop continues the same CLI turn.
+
 Names the Messages API may refuse (longer than fits beside the prefix in 64
 characters, or with characters outside ``[A-Za-z0-9_-]``) are registered under
 a stable alias; :meth:`ClientTools.client_name` maps it back.
@@ -144,6 +148,10 @@ class ClientTools:
     system_suffix: str = ""
     single_call: bool = False
     names: dict[str, str] = field(default_factory=dict)
+    # Set when calls wait for the client's results on the live process (``_tool_gate``):
+    # (name without the prefix, description, schema) for each tool; each process spawned
+    # with these gets its own gate server, and ``mcp_servers``/``hooks`` are not used.
+    gated: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def client_name(self, sdk_name: str) -> str | None:
         """``mcp__clawrap__get_weather`` -> ``get_weather``; None if not a client tool."""
@@ -187,13 +195,26 @@ def sdk_tools(request: CompletionRequest) -> list[Any]:
     ]
 
 
-def build_client_tools(request: CompletionRequest) -> ClientTools | None:
-    """The tools to spawn the CLI with; None when the request offers none."""
+def build_client_tools(request: CompletionRequest, *, wait: bool = False) -> ClientTools | None:
+    """The tools to spawn the CLI with; None when the request offers none.
+
+    ``wait``: calls wait on the live process for the client's results (see
+    ``_tool_gate``) instead of ending the run.
+    """
     if not offers_tools(request):
         return None
+    specs = _unique_specs(request)
+    if wait:
+        return ClientTools(
+            allowed_tools=[name for name, _ in specs],
+            signature=tools_signature(request) + ":wait",
+            system_suffix=system_suffix(request),
+            single_call=not request.parallel_tool_calls,
+            names={name: spec.name for name, spec in specs},
+            gated=[(n[len(PREFIX) :], s.description, input_schema(s)) for n, s in specs],
+        )
     from claude_agent_sdk import HookMatcher, create_sdk_mcp_server
 
-    specs = _unique_specs(request)
     return ClientTools(
         mcp_servers={SERVER_NAME: create_sdk_mcp_server(SERVER_NAME, tools=sdk_tools(request))},
         allowed_tools=[name for name, _ in specs],

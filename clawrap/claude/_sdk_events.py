@@ -126,6 +126,12 @@ class TurnTranslator:
         self.content_sent = False
         self.message_stopped = False  # the model's message ended (the turn may go on)
         self.result: ResultMessage | None = None
+        # Every client tool call of the model's message, by id, kept for the client or not.
+        self.call_ids: list[str] = []
+        self._message_usage: dict[str, int] = {}  # from message_start and message_delta
+        # Tools that wait (``_tool_gate``): a CLI run spans the rounds of a tool loop, so
+        # its result's usage is the whole run's; each round reports its own message's.
+        self._per_message_usage = bool(getattr(tools, "gated", None))
 
     @property
     def done(self) -> bool:
@@ -236,6 +242,8 @@ class TurnTranslator:
             msg = ev.get("message")
             if isinstance(msg, dict) and isinstance(msg.get("id"), str):
                 self._streamed_ids.add(msg["id"])
+            if isinstance(msg, dict) and isinstance(msg.get("usage"), dict):
+                self._message_usage.update(msg["usage"])
             if isinstance(msg, dict) and not self._input_reported:
                 self._input_reported = True
                 usage = msg.get("usage")
@@ -248,6 +256,8 @@ class TurnTranslator:
                     self._stop_reason = delta["stop_reason"]
                 if isinstance(delta.get("stop_sequence"), str):
                     self._stop_sequence = delta["stop_sequence"]
+            if isinstance(ev.get("usage"), dict):
+                self._message_usage.update(ev["usage"])
         return []
 
     def _delta(self, ev: dict[str, Any]) -> list[Event]:
@@ -280,7 +290,10 @@ class TurnTranslator:
             return [TextDelta(block["text"])]
         if kind == "tool_use":
             name = self._client_name(block.get("name"))
-            if name is None or not isinstance(block.get("id"), str) or self._no_more_calls:
+            if name is None or not isinstance(block.get("id"), str):
+                return []
+            self.call_ids.append(block["id"])
+            if self._no_more_calls:
                 return []
             index = self._tool_calls
             self._tool_calls += 1
@@ -343,7 +356,29 @@ class TurnTranslator:
                 raise process_failed()
         return [self.usage_event(), Finished(self._finish_reason(result), self._stop_sequence)]
 
+    @property
+    def stopped_for_tools(self) -> bool:
+        """The model's message ended asking for client tools that wait for their results."""
+        return (
+            self._per_message_usage
+            and self.message_stopped
+            and self._stop_reason == "tool_use"
+            and bool(self.call_ids)
+        )
+
+    def message_usage(self) -> Usage:
+        """The token counts of the model's message, as its stream reported them."""
+        u = self._message_usage
+        return Usage(
+            input_tokens=_int(u.get("input_tokens")),
+            output_tokens=_int(u.get("output_tokens")),
+            cache_read_input_tokens=_int(u.get("cache_read_input_tokens")),
+            cache_creation_input_tokens=_int(u.get("cache_creation_input_tokens")),
+        )
+
     def usage_event(self) -> Usage:
+        if self._per_message_usage and self._message_usage:
+            return self.message_usage()
         assert self.result is not None
         return usage_from_result(self.result)
 

@@ -49,7 +49,8 @@ from claude_agent_sdk import ClaudeAgentOptions
 
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import agent_sdk_options
-from clawrap.claude._client_tools import ClientTools
+from clawrap.claude._client_tools import SERVER_NAME, ClientTools
+from clawrap.claude._tool_gate import MAX_OUTPUT_TOKENS_ENV, ToolGate, gate_server
 from clawrap.core._auth import detect_auth
 from clawrap.core._config import Settings
 from clawrap.core._errors import invalid_request
@@ -97,8 +98,12 @@ class SpawnSpec:
     # message, where a reset of the process rewinds to.
     history_anchors: tuple[str, str] | None = field(default=None, compare=False)
 
-    def options(self) -> ClaudeAgentOptions:
-        """Fresh ``ClaudeAgentOptions`` for spawning a process of this spec."""
+    def options(self, gate: ToolGate | None = None) -> ClaudeAgentOptions:
+        """Fresh ``ClaudeAgentOptions`` for spawning a process of this spec.
+
+        ``gate``: the process's own :class:`~clawrap.claude._tool_gate.ToolGate`, for tools
+        whose calls wait for the client's results (``tools.gated``).
+        """
         key = self.key
         thinking: dict[str, Any] = (
             {"type": "enabled", "budget_tokens": key.thinking_budget}
@@ -117,6 +122,15 @@ class SpawnSpec:
             "max_turns": 1,
             "extra_args": {"no-session-persistence": None},
         }
+        env = dict(key.env) | dict(self.extra_env)
+        hooks = dict(tools.hooks) if tools and tools.hooks else None
+        if tools is not None and tools.gated and gate is not None:
+            mcp_servers = {SERVER_NAME: gate_server(SERVER_NAME, tools.gated, gate)}
+            hooks = None
+            # A tool loop's rounds are model turns of one CLI run, each after the
+            # client's results; the model cannot go on without the client.
+            agent["max_turns"] = None
+            env |= dict([MAX_OUTPUT_TOKENS_ENV])
         if self.agent is not None:
             # Claude Code itself: its own prompt, tools and fence, the client's tools beside.
             system_prompt = {"type": "preset", "preset": "claude_code"}
@@ -140,7 +154,7 @@ class SpawnSpec:
             thinking=thinking,  # type: ignore[arg-type]
             effort=key.effort,  # type: ignore[arg-type]
             cwd=key.cwd,
-            env=dict(key.env) | dict(self.extra_env),
+            env=env,
             cli_path=self.cli_path,
             resume=self.resume,
             # The CLI continues in a new session file, so ours can go right after spawn.
@@ -148,7 +162,7 @@ class SpawnSpec:
             permission_mode=key.permission_mode,  # type: ignore[arg-type]
             mcp_servers=mcp_servers,
             allowed_tools=allowed,
-            hooks=dict(tools.hooks) if tools and tools.hooks else None,  # type: ignore[arg-type]
+            hooks=hooks,  # type: ignore[arg-type]
             stderr=_log_stderr,
             **agent,
         )

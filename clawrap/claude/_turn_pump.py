@@ -6,8 +6,9 @@ conversation carry on by itself) and relays the turn; :func:`pump_turn` is its
 loop: translate each message, forward content until ``halt`` (after which only
 the usage is wanted), interrupt when the CLI would go on past a ``max_tokens``
 stop, and cut the wait short once the model has finished asking for client tools
-(the deferring hook ends the run at once). A turn whose result is a failure
-still reports its usage, just before the error.
+(the deferring hook ends the run at once; tools that wait for the client's results
+end the relay at the model's message stop, the CLI run left open). A turn whose
+result is a failure still reports its usage, just before the error.
 
 On ``halt`` the turn is interrupted and given
 :data:`~clawrap.core._backend.HALT_GRACE` to report its usage; then the relay
@@ -46,8 +47,9 @@ async def drive_turn(
 
     ``content`` None: the resumed conversation ends on tool results and the CLI
     carries on by itself. Returns when the turn is done (``translator.done``), or
-    was halted, or ended in client tool calls the CLI never closed (then
-    ``Finished("tool_calls")`` is sent). Raises ClawrapError, unwrapped.
+    was halted, or ended in client tool calls the CLI never closed or that wait
+    for the client's results (then ``Finished("tool_calls")`` is sent). Raises
+    ClawrapError, unwrapped.
     """
     if content is None:
         proc.in_turn = True
@@ -67,6 +69,11 @@ async def drive_turn(
             nursery.cancel_scope.cancel()
     if error is not None:
         raise error
+    if translator.stopped_for_tools and not translator.done and not halt.is_set():
+        # The calls wait in the live process for the client's results.
+        await events.send(translator.message_usage())
+        await events.send(Finished("tool_calls"))
+        return
     if not translator.done and translator.tool_calls and not halt.is_set():
         # The model asked for client tools but the CLI never closed the turn.
         await events.send(Finished("tool_calls"))
@@ -119,7 +126,8 @@ async def pump_turn(
             await events.send(event)
             if on_event is not None:
                 on_event(event)
-        if translator.done:
+        if translator.done or translator.stopped_for_tools:
+            # Waiting tools: the turn goes on once the client's next request brings results.
             return
         if translator.needs_interrupt and not interrupted:
             interrupted = True

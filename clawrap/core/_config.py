@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     pool_idle_expiry: Seconds = 600.0
     pool_memory_mb: AtLeastOne = 4096  # budget for all CLI processes (counted as 400 MB each)
     pool_parked: Count = 4  # processes kept holding a conversation for its next turn (0: off)
+    # Seconds a process keeps a client's tool calls open for the results (0: no waiting;
+    # each tool-result round then resumes the conversation on a new process).
+    tool_wait: SecondsOrOff = 300.0
 
     # -- sessions
     session_ttl: Seconds = 3600.0

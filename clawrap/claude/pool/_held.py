@@ -107,14 +107,27 @@ class ParkedSet:
         found = next((c for c, p in self._by_conversation.items() if key in (None, p.key)), None)
         return None if found is None else self._by_conversation.pop(found)
 
-    def expired(self, now: float, expiry: float) -> list[CliProcess]:
-        """Take out and return the dead ones and those parked longer than ``expiry``."""
+    def expired(
+        self, now: float, expiry: float, open_expiry: float | None = None
+    ) -> list[CliProcess]:
+        """Take out and return the dead ones and those parked longer than ``expiry``
+        (``open_expiry`` for those waiting with tool calls open)."""
         gone = [
             c
             for c, p in self._by_conversation.items()
-            if not p.alive or now - p.idle_since > expiry
+            if not p.alive
+            or now - p.idle_since
+            > (open_expiry if p.open_calls and open_expiry is not None else expiry)
         ]
         return [self._by_conversation.pop(c) for c in gone]
+
+    def remove(self, proc: CliProcess) -> bool:
+        """Take ``proc`` out if it is parked; whether it was."""
+        found = next((c for c, p in self._by_conversation.items() if p is proc), None)
+        if found is None:
+            return False
+        del self._by_conversation[found]
+        return True
 
     def clear(self) -> list[CliProcess]:
         procs = self.all()

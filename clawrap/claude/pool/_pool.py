@@ -30,6 +30,7 @@ Nothing else in clawrap touches a CLI process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -101,6 +102,7 @@ class ProcessPool:
         self._pressure_until = 0.0
         self._closed = False
         self.recycled = self.continued = 0
+        self.parked_open = self.abandoned = 0  # parked with tool calls open; freed unanswered
 
     # -- lifecycle
 
@@ -153,6 +155,8 @@ class ProcessPool:
             "spawned": self.count.spawned,
             "recycled": self.recycled,
             "continued": self.continued,
+            "parked_open": self.parked_open,
+            "abandoned": self.abandoned,
             "failed": self.count.failed,
             "max": self.capacity,
         }
@@ -299,6 +303,38 @@ class ProcessPool:
         for old in evicted:
             await self._unpark(old)
 
+    async def park_open(self, proc: CliProcess, conversation: str) -> None:
+        """Keep ``proc`` mid-turn, its client tool calls open (``proc.open_calls``), holding
+        the conversation whose key is ``conversation`` (it ends on the model's tool calls),
+        for the request that brings the results. Call under a shield.
+
+        Freed (interrupted and reset) when nobody brings them within ``tool_wait``, or
+        when room is needed, like any parked process. With parking off, or the pool
+        closing, this is a release.
+        """
+        if self._closed or self._parked.limit == 0 or not proc.alive or not proc.open_calls:
+            await self.release(proc, "midturn")
+            return
+        self._busy.discard(proc)
+        proc.idle_since = trio.current_time()
+        evicted = self._parked.put(conversation, proc)
+        self.parked_open += 1
+        self._changed()
+        if self._nursery is not None:
+            with contextlib.suppress(RuntimeError):  # the nursery is closing
+                self._nursery.start_soon(self._free_after, proc, proc.idle_since)
+        for old in evicted:
+            await self._unpark(old)
+
+    async def _free_after(self, proc: CliProcess, parked_at: float) -> None:
+        """Free ``proc`` ``tool_wait`` after it was parked with calls open, if it still is."""
+        await trio.sleep_until(parked_at + self.settings.tool_wait)
+        if proc.idle_since == parked_at and proc.open_calls and self._parked.remove(proc):
+            log.info("CLI process %s: the client never sent its tool results; freed", proc.pid)
+            self.abandoned += 1
+            with trio.CancelScope(shield=True):
+                await self._unpark(proc)
+
     async def _unpark(self, proc: CliProcess) -> None:
         """Reset a process taken out of the parked set into the idle set (or close it)."""
         self._busy.add(proc)
@@ -387,7 +423,7 @@ class ProcessPool:
         now = trio.current_time()
         expiry = self.settings.pool_idle_expiry
         self.policy.forget_stale(now)
-        gone = self._parked.expired(now, expiry)
+        gone = self._parked.expired(now, expiry, self.settings.tool_wait)
         for key in self._idle.spawn_keys():
             gone += [
                 p for p in self.policy.expired(key, self._idle.of(key), now) if self._idle.remove(p)
@@ -407,7 +443,14 @@ class ProcessPool:
             return None
         now = trio.current_time()
         for spec in self.policy.wanted():
-            held = (*self._idle.of(spec.key), *self._coming.resetting_processes(), *self._busy)
+            # Parked with tool calls open: back in the loop with the client's next request.
+            waiting = [p for p in self._parked.all() if p.open_calls]
+            held = (
+                *self._idle.of(spec.key),
+                *self._coming.resetting_processes(),
+                *self._busy,
+                *waiting,
+            )
             have = sum(1 for p in held if _serves(spec, p.key, p.model))
             have += sum(1 for s in self._coming.starts() if _serves(spec, s.key, s.model))
             if have < self.policy.target(spec.key, now):
