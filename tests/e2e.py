@@ -206,15 +206,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @asynccontextmanager
 async def serving_claude(
-    nursery: trio.Nursery, tmp_path: Path, upstream: Upstream, settings: Settings
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    upstream: Upstream,
+    settings: Settings,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Clawrap]:
     """clawrap with ``settings`` serving the Claude backend against ``upstream``.
 
-    The CLI's config goes in ``tmp_path/claude``. On exit the server shuts down and no
-    CLI process may be left.
+    The CLI's config goes in ``tmp_path/claude``; ``env`` is laid over the CLI's
+    environment. On exit the server shuts down and no CLI process may be left.
     """
     stop, stopped = trio.Event(), trio.Event()
-    backend = ClaudeBackend(settings, cli_env=cli_env(upstream.url, tmp_path / "claude"))
+    environment = cli_env(upstream.url, tmp_path / "claude") | (env or {})
+    backend = ClaudeBackend(settings, cli_env=environment)
 
     async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         try:

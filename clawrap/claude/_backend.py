@@ -51,6 +51,7 @@ from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.claude._agent_runner import AgentRunner
 from clawrap.claude._client_tools import ClientTools, build_client_tools
 from clawrap.claude._live_models import LiveModels
+from clawrap.claude._login_monitor import LoginMonitor
 from clawrap.claude._sdk_events import TurnTranslator
 from clawrap.claude._sdk_options import OptionsBuilder, SpawnSpec
 from clawrap.claude._tool_gate import deliverable
@@ -60,6 +61,7 @@ from clawrap.claude.pool._pool import CliProcess, ProcessPool, State
 from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
+from clawrap.core._login import LoginState
 from clawrap.core._request import CompletionRequest, ToolResultPart, Turn
 from clawrap.protocol._conversation import ReplyRecorder, conversation_key
 
@@ -102,6 +104,7 @@ class ClaudeBackend:
         self.config_dir = Path(config_dir)
         self.agent = AgentRunner(settings, self._options, self.config_dir, self.mcp, self.pool)
         self.live_models = LiveModels({**os.environ, **self._options.env})
+        self.login = LoginMonitor(settings, self._options.env, self._cwd)
 
     @property
     def cwd(self) -> str:
@@ -112,8 +115,15 @@ class ClaudeBackend:
         """Start warming processes in the background (tasks live in ``nursery``)."""
         await self.pool.start(nursery)
 
+    def start_login_monitor(self, nursery: trio.Nursery) -> None:
+        """Run the CLI's login check now and every ``auth_probe_interval`` seconds (and soon
+        after an upstream 401), in ``nursery`` until :meth:`aclose`."""
+        if self.login.enabled:
+            nursery.start_soon(self.login.run)
+
     async def aclose(self) -> None:
         """End every CLI process and remove the working directory."""
+        self.login.stop()
         await self.pool.aclose()
         self.agent.close()
         shutil.rmtree(self._cwd, ignore_errors=True)
@@ -137,7 +147,25 @@ class ClaudeBackend:
         """The operator's MCP servers with the status agent runs last reported."""
         return self.mcp.describe()
 
+    @property
+    def login_state(self) -> LoginState:
+        """What the CLI's own status command last said about its login."""
+        return self.login.state
+
     async def run(
+        self,
+        request: CompletionRequest,
+        events: EventSink,
+        halt: HaltSignal,
+    ) -> None:
+        try:
+            await self._run(request, events, halt)
+        except ClawrapError as exc:
+            if exc.kind == "authentication":
+                self.login.auth_failed(exc)
+            raise
+
+    async def _run(
         self,
         request: CompletionRequest,
         events: EventSink,

@@ -51,7 +51,7 @@ CLI_FAILED = "The Claude Code process failed while answering. Please retry the r
 CLI_GARBLED = "The Claude Code process produced output that could not be read."
 NOT_LOGGED_IN = (
     "Claude Code is not authenticated: the upstream rejected its credentials. "
-    "Run `claude /login` (or set a valid ANTHROPIC_API_KEY) on the server."
+    "Run `clawrap login` (or set a valid ANTHROPIC_API_KEY) on the server."
 )
 UNREACHABLE = "The model provider could not be reached. Please retry shortly."
 

@@ -296,6 +296,7 @@ async def _claude_backend(
 
     backend = ClaudeBackend(settings, cli_env=cli_env, mcp=mcp)
     await backend.start(nursery)
+    backend.start_login_monitor(nursery)
     return backend
 
 

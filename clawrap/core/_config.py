@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     # run may be slowed by a malware scan of the binary). The SDK alone would wait 60 s.
     cli_start_timeout: Seconds = 30.0
     upstream_retries: Count = 2  # CLAUDE_CODE_MAX_RETRIES for the CLI
+    # Seconds between runs of the CLI's own login check (`claude auth status`); 0: never.
+    auth_probe_interval: SecondsOrOff = 300.0
     offline: bool = False  # start the scripted model in-process and point the CLI at it
     config_dir: str | None = None  # CLAUDE_CONFIG_DIR for the CLI; None keeps the user's
     data_dir: Path = Field(default_factory=default_data_dir)

@@ -17,7 +17,9 @@ and the body's ``enable_tools`` / ``claude``), take those fields out of the
 body, let the dialect decode the rest and lay the settings over its request.
 The routes that describe the server (models, pool, sessions, tools, MCP
 servers, health, version, landing page) live in :mod:`clawrap.http._info_routes`;
-they sit behind the API key like every route but ``/health``.
+they sit behind the API key like every route but ``/health``. The login state and the
+deep health check are :mod:`clawrap.http._health_routes`; while the CLI reports no
+login, completions are answered with a 401 before any run starts.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from clawrap.http._asgi import (
     send_json,
 )
 from clawrap.http._exchange import Sessions, client_gone, internal_error, run_exchange
+from clawrap.http._health_routes import HealthRoutes, login_state
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._responses_routes import ResponsesRoutes
@@ -80,7 +83,14 @@ def canonical_path(path: str) -> str:
     """``path`` with a trailing slash dropped and, for API routes, the ``/v1`` prefix added."""
     if len(path) > 1 and path.endswith("/"):
         path = path[:-1]
-    if path.startswith("/v1/") or path in ("/", "/health", "/version", "/metrics", "/v1"):
+    if path.startswith("/v1/") or path in (
+        "/",
+        "/health",
+        "/healthz/deep",
+        "/version",
+        "/metrics",
+        "/v1",
+    ):
         return path
     return "/v1" + path
 
@@ -134,6 +144,7 @@ class App:
             claude=self._claude_settings,
             store=lambda: self.response_store,
         )
+        self.health = HealthRoutes(settings, backend, self.limiter)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/messages"): self._messages,
@@ -141,6 +152,7 @@ class App:
             **self.info.routes(),
             **AccountingRoutes(accountant).routes(),
             **self.responses.routes(),
+            **self.health.routes(),
         }
         self.methods: dict[str, list[str]] = {}
         for method, path in self.routes:
@@ -347,6 +359,10 @@ class App:
             request = check_request(
                 claude.apply(request), max_schema_depth=self.settings.json_schema_max_depth
             )
+            state = login_state(self.backend)
+            refusal = state.refusal() if state is not None else None
+            if refusal is not None:
+                raise refusal
             run = self._admit(call, request)
         except ClawrapError as error:
             await send_json(
