@@ -257,7 +257,7 @@ async def clawrap_server(
     settings = Settings(
         port=0,
         pool_size=overrides.pop("pool_size", 1),
-        upstream_retries=0,
+        upstream_retries=overrides.pop("upstream_retries", 0),
         data_dir=tmp_path / "data",
         **overrides,
     )

@@ -194,7 +194,10 @@ def cli_environment(settings: Settings, cli_env: Mapping[str, str] | None) -> di
     env = dict(cli_env or {})
     # One upstream call per completion: no title generation, no telemetry.
     env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
-    env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.upstream_retries)
+    # clawrap retries overloads itself (within the deadline, with fallbacks and a breaker);
+    # the CLI would retry every failure, 401 included, on top of that.
+    # (An explicit ``cli_env`` entry still wins: the retries benchmark compares both.)
+    env.setdefault("CLAUDE_CODE_MAX_RETRIES", "0")
     if settings.config_dir:
         env["CLAUDE_CONFIG_DIR"] = settings.config_dir
     return env

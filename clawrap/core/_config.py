@@ -157,7 +157,13 @@ class Settings(BaseSettings):
     # Longest wait for a CLI process to answer the SDK's initialize (~0.3 s normally; a first
     # run may be slowed by a malware scan of the binary). The SDK alone would wait 60 s.
     cli_start_timeout: Seconds = 30.0
-    upstream_retries: Count = 2  # CLAUDE_CODE_MAX_RETRIES for the CLI
+    # Retries of a run that met an upstream overload (529, 503) or rate limit before any
+    # output, per model, with backoff within the request's deadline. clawrap retries; the
+    # CLI does not (CLAUDE_CODE_MAX_RETRIES=0).
+    upstream_retries: Count = 2
+    fallback_models: tuple[Name, ...] = ()  # tried in turn once the request's model gives up
+    breaker_threshold: AtLeastOne = 5  # overloads in a row that open a model's breaker
+    breaker_cooldown: SecondsOrOff = 30.0  # seconds an open breaker refuses before one probe
     # Seconds between runs of the CLI's own login check (`claude auth status`); 0: never.
     auth_probe_interval: SecondsOrOff = 300.0
     offline: bool = False  # start the scripted model in-process and point the CLI at it

@@ -66,6 +66,7 @@ from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._responses_routes import ResponsesRoutes
 from clawrap.http._responses_socket import serve_socket
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
+from clawrap.http._upstream_retry import UpstreamRetries
 from clawrap.protocol._dialect import Dialect, TokenCounting
 from clawrap.protocol._request_checks import check_request
 from clawrap.sessions._responses import ResponseStore
@@ -144,7 +145,8 @@ class App:
             claude=self._claude_settings,
             store=lambda: self.response_store,
         )
-        self.health = HealthRoutes(settings, backend, self.limiter)
+        self.retries = UpstreamRetries(settings)
+        self.health = HealthRoutes(settings, backend, self.limiter, self.retries)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/messages"): self._messages,
@@ -290,7 +292,9 @@ class App:
             await send_error(call, refusal)
             return
         route = call.path
-        if (
+        if route in self.methods:
+            pass  # a fixed route (e.g. /v1/models/status) before the patterns
+        elif (
             call.path.startswith(MODEL_PREFIX)
             and len(call.path) > len(MODEL_PREFIX)
             and call.path != REFRESH_PATH
@@ -402,6 +406,7 @@ class App:
             shutdown=self.shutdown,
             sessions=self.sessions,
             account=run,
+            retries=self.retries,
         )
 
     def _claude_settings(
@@ -443,6 +448,7 @@ class App:
                 shutdown=self.shutdown,
                 sessions=self.sessions,
                 account=run,
+                retries=self.retries,
             )
         finally:
             run.finish(client_gone())

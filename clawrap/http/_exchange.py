@@ -56,6 +56,7 @@ from clawrap.http._asgi import Message, Receive, Send
 from clawrap.http._exchange_response import ResponseWriter
 from clawrap.http._exchange_sessions import Sessions, SessionTurn, sessions_unavailable
 from clawrap.http._request_log import RequestRecord
+from clawrap.http._upstream_retry import UpstreamRetries
 from clawrap.protocol._conversation_shape import check_conversation
 from clawrap.protocol._dialect import Dialect
 from clawrap.protocol._output_pipeline import OutputPipeline
@@ -124,7 +125,9 @@ class Exchange:
         shutdown: trio.Event | None,
         sessions: Sessions | None = None,
         account: Run | None = None,
+        retries: UpstreamRetries | None = None,
     ) -> None:
+        self.retries = retries
         self.receive = receive
         self.account = account
         self._client_send = send
@@ -302,7 +305,12 @@ class Exchange:
     ) -> None:
         try:
             with scope:
-                await self.backend.run(self.request, events, halt)
+                if self.retries is None:
+                    await self.backend.run(self.request, events, halt)
+                else:
+                    await self.retries.run(
+                        self.backend, self.request, events, halt, self.out.answered_by
+                    )
         except Exception as exc:
             found = _as_clawrap_error(exc)
             if found is None:
@@ -428,11 +436,13 @@ async def run_exchange(
     shutdown: trio.Event | None = None,
     sessions: Sessions | None = None,
     account: Run | None = None,
+    retries: UpstreamRetries | None = None,
 ) -> None:
     """Run one decoded completion request and write its response.
 
     ``sessions``: the server's session store and locks; without them a request
-    naming a session is answered with a 501.
+    naming a session is answered with a 501. ``retries``: retry, fallback and the
+    circuit breakers (:mod:`clawrap.http._upstream_retry`); without it, one run.
 
     Never raises except trio.Cancelled: every failure becomes a response (or, when
     the client is gone, nothing). When it returns, no task it started is running.
@@ -453,6 +463,7 @@ async def run_exchange(
         shutdown=shutdown,
         sessions=sessions,
         account=account,
+        retries=retries,
     )
     await exchange.run()
 

@@ -7,6 +7,7 @@ shape; after that, a failure becomes the encoder's error event and terminator.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from clawrap.core._errors import ClawrapError
@@ -26,13 +27,33 @@ class ResponseWriter:
         self.collector: Collector | None = None
         self.headers_sent = False
         self.responded = False  # the last part of the response is being sent
+        self.headers: list[tuple[str, str]] = []  # added to a successful response's
+        self._request: CompletionRequest | None = None
+        self._options: Any = None
 
     def begin(self, request: CompletionRequest, options: Any) -> None:
         """Stream the reply when ``request`` asks for it, else collect it into one body."""
+        self._request, self._options = request, options
         if request.stream:
             self.encoder = self.dialect.stream_encoder(request, options)
         else:
             self.collector = self.dialect.collector(request, options)
+
+    def answered_by(self, model: str) -> None:
+        """The model that answers (a fallback, perhaps): named in the ``x-clawrap-model``
+        header and, when nothing is out yet, in the body's ``model`` field."""
+        options = self._options
+        current = getattr(options, "model", None)
+        if (
+            model != current
+            and not self.headers_sent
+            and dataclasses.is_dataclass(options)
+            and not isinstance(options, type)
+            and self._request is not None
+        ):
+            self.begin(self._request, dataclasses.replace(options, model=model))
+            current = model
+        self.headers = [("x-clawrap-model", str(current or model))]
 
     async def add(self, event: Event) -> None:
         """An event of the reply: encoded and sent, or collected."""
@@ -51,7 +72,7 @@ class ResponseWriter:
         assert self.encoder is not None
         if not self.headers_sent:
             self.headers_sent = True
-            await start_sse(self.send)
+            await start_sse(self.send, self.headers)
             data = self.encoder.start() + data
         if data:
             await send_chunk(self.send, data)
@@ -67,7 +88,7 @@ class ResponseWriter:
             assert self.collector is not None
             body = self.collector.body()
             self.headers_sent = self.responded = True
-            await send_json(self.send, 200, body)
+            await send_json(self.send, 200, body, self.headers)
 
     async def fail(self, error: ClawrapError) -> None:
         """End the response with ``error``: an HTTP error, or the stream's error event."""

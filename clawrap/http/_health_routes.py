@@ -10,6 +10,10 @@ question on a pooled process, bounded by :data:`DEEP_LIMIT`. One check runs at a
 time and its answer is reused for :data:`DEEP_CACHE` seconds, so however often
 it is polled it costs at most one upstream call per that many seconds. 200 when
 the round trip answered, 503 otherwise (with the error in the body).
+
+``/v1/models/status`` shows, per model used so far, its circuit breaker and the
+counts of attempts, overloads, retries and fallbacks
+(:mod:`clawrap.http._upstream_retry`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from clawrap.core._login import LoginState
 from clawrap.core._request import CompletionRequest, TextPart, Turn
 from clawrap.http._asgi import send_json
 from clawrap.http._route_call import Call, Handler
+from clawrap.http._upstream_retry import UpstreamRetries
 
 logger = logging.getLogger("clawrap.health")
 
@@ -47,10 +52,17 @@ def login_state(backend: Backend) -> LoginState | None:
 class HealthRoutes:
     """The handlers of the auth status and deep health routes."""
 
-    def __init__(self, settings: Settings, backend: Backend, limiter: trio.CapacityLimiter):
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        limiter: trio.CapacityLimiter,
+        retries: UpstreamRetries,
+    ) -> None:
         self.settings = settings
         self.backend = backend
         self.limiter = limiter
+        self.retries = retries
         self._lock = trio.Lock()
         self._last: tuple[float, int, dict[str, Any]] | None = None
         self.round_trips = 0
@@ -59,7 +71,18 @@ class HealthRoutes:
         return {
             ("GET", "/v1/auth/status"): self.auth_status,
             ("GET", "/healthz/deep"): self.deep,
+            ("GET", "/v1/models/status"): self.models_status,
         }
+
+    async def models_status(self, call: Call) -> None:
+        """Per model used so far: its circuit breaker and what its runs met upstream."""
+        body = {
+            "object": "models.status",
+            "upstream_retries": self.settings.upstream_retries,
+            "fallback_models": list(self.settings.fallback_models),
+            "data": self.retries.status(),
+        }
+        await send_json(call.send, 200, body)
 
     async def auth_status(self, call: Call) -> None:
         # detect_auth may ask the OS keychain: keep it off the event loop.

@@ -188,6 +188,13 @@ class _Rule:
     marker: str
     replies: tuple[Reply, ...]
     used: int = 0
+    model: str | None = None  # only requests whose model id contains this
+
+    def applies(self, text: str, body: Any) -> bool:
+        if self.marker not in text:
+            return False
+        model = body.get("model") if isinstance(body, dict) else None
+        return self.model is None or (isinstance(model, str) and self.model in model)
 
     def next_reply(self) -> Reply:
         reply = self.replies[min(self.used, len(self.replies) - 1)]
@@ -221,14 +228,15 @@ class ScriptedModel:
         # What GET /v1/models lists (the Messages API's shape); tests may change it.
         self.models: list[dict[str, Any]] = catalogue_models()
 
-    def when(self, marker: str, *replies: Reply) -> None:
+    def when(self, marker: str, *replies: Reply, model: str | None = None) -> None:
         """Answer requests whose messages mention ``marker`` with ``replies`` in turn.
 
         The last reply repeats. Rules are matched against the latest message first.
+        ``model``: only for requests whose ``model`` contains it (e.g. "haiku").
         """
         if not marker or not replies:
             raise ValueError("when() needs a non-empty marker and at least one reply")
-        self._rules.append(_Rule(marker, tuple(replies)))
+        self._rules.append(_Rule(marker, tuple(replies), model=model))
 
     def clear_rules(self) -> None:
         self._rules.clear()
@@ -238,7 +246,7 @@ class ScriptedModel:
         texts = message_texts(body)
         for _, text in reversed(texts):
             for rule in self._rules:
-                if rule.marker in text:
+                if rule.applies(text, body):
                     return rule.next_reply()
         directive = find_directive(body)
         if directive is not None:
