@@ -404,8 +404,18 @@ def test_an_invalid_stop_is_a_400(value: Any) -> None:
     assert rejected_param(stop=value) == "stop"
 
 
-def test_n_above_one_is_a_400_naming_n() -> None:
-    assert rejected_param(n=2) == "n"
+def test_n_above_the_cap_or_below_one_is_a_400_naming_n() -> None:
+    # The cap: CLAWRAP_MAX_N (4) and the run slots (CLAWRAP_MAX_CONCURRENCY, 4).
+    assert rejected_param(n=5) == "n"
+    assert rejected_param(n=0) == "n"
+    assert rejected_param(n=2, session_id="s-1") == "n"
+
+
+def test_n_within_the_cap_reaches_the_wire_options() -> None:
+    _, options = decode_chat_request(
+        {"model": "sonnet", "messages": [USER], "n": 3}, {}, Settings()
+    )
+    assert options.n == 3
 
 
 def test_n_of_one_is_accepted() -> None:

@@ -39,7 +39,7 @@ from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import parse_claude_headers
 from clawrap.core._backend import Backend
 from clawrap.core._config import Settings
-from clawrap.core._errors import ClawrapError
+from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.core._models import ALIASES, advertised_models
 from clawrap.core._request import CompletionRequest
 from clawrap.http import _security as security
@@ -367,6 +367,9 @@ class App:
             refusal = state.refusal() if state is not None else None
             if refusal is not None:
                 raise refusal
+            n = getattr(options, "n", 1)
+            if n > 1 and request.agent is not None:
+                raise invalid_request("'n' above 1 is not available in agent mode.", param="n")
             run = self._admit(call, request)
         except ClawrapError as error:
             await send_json(
@@ -393,6 +396,22 @@ class App:
     async def _exchange(
         self, call: Call, dialect: Dialect, request: CompletionRequest, options: Any, run: Run
     ) -> None:
+        if getattr(options, "n", 1) > 1:
+            from clawrap.http._choices import run_choices
+
+            await run_choices(
+                call.receive,
+                call.send,
+                request=request,
+                options=options,
+                backend=self.backend,
+                settings=self.settings,
+                limiter=self.limiter,
+                record=call.record,
+                retries=self.retries,
+                account=run,
+            )
+            return
         await run_exchange(
             call.receive,
             call.send,

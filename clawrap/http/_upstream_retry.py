@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from clawrap.core._backend import Backend
+from clawrap.core._backend import Backend, EventSink, HaltSignal
 from clawrap.core._breaker import CircuitBreaker, backoff
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
@@ -88,8 +88,8 @@ class UpstreamRetries:
         self,
         backend: Backend,
         request: CompletionRequest,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
         on_model: Callable[[str], None] | None = None,
     ) -> str:
         """Run ``request`` (retrying, falling back); returns the model that answered."""
@@ -138,8 +138,8 @@ class UpstreamRetries:
         self,
         backend: Backend,
         request: CompletionRequest,
-        events: trio.MemorySendChannel[Event],
-        halt: trio.Event,
+        events: EventSink,
+        halt: HaltSignal,
         model: str,
         on_model: Callable[[str], None] | None,
         breaker: CircuitBreaker,

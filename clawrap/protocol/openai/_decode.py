@@ -51,6 +51,7 @@ class ChatWireOptions:
     legacy_functions: bool = False
     completion_id: str = field(default_factory=new_completion_id)
     created: int = field(default_factory=lambda: int(time.time()))
+    n: int = 1  # choices to generate, each its own run
 
 
 # -- pydantic models of messages and parts ---------------------------

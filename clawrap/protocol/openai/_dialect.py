@@ -197,8 +197,6 @@ def _session_id(req: _ChatRequest, headers: Mapping[str, str]) -> str | None:
 
 def _checks(req: _ChatRequest) -> None:
     """Features clawrap cannot provide are refused rather than silently wrong."""
-    if req.n is not None and req.n != 1:
-        raise invalid_request("Only n=1 is supported.", param="n")
     if req.logprobs:
         raise invalid_request("logprobs are not available from this server.", param="logprobs")
     if req.modalities is not None and any(m != "text" for m in req.modalities):
@@ -257,7 +255,23 @@ def decode_chat_request(
         session_id=_session_id(req, headers),
     )
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return request, ChatWireOptions(requested, include_usage, legacy)
+    return request, ChatWireOptions(requested, include_usage, legacy, n=_n(req, request, settings))
+
+
+def _n(req: _ChatRequest, request: CompletionRequest, settings: Settings) -> int:
+    """How many choices: each is a run of its own, so at most ``max_n`` and the run slots."""
+    if req.n is None or req.n == 1:
+        return 1
+    cap = min(settings.max_n, settings.max_concurrency)
+    if not 1 <= req.n <= cap:
+        raise invalid_request(
+            f"'n' must be between 1 and {cap} on this server "
+            "(CLAWRAP_MAX_N, CLAWRAP_MAX_CONCURRENCY).",
+            param="n",
+        )
+    if request.session_id is not None:
+        raise invalid_request("'n' above 1 cannot continue a session.", param="n")
+    return req.n
 
 
 class OpenAIChatDialect:

@@ -110,8 +110,12 @@ def _finish_reason(reason: FinishReason | None, any_tool_calls: bool, legacy: bo
 class ChatStreamEncoder:
     """One streamed chat completion: internal events in, ``data:`` chunks out."""
 
-    def __init__(self, options: ChatWireOptions) -> None:
+    def __init__(self, options: ChatWireOptions, index: int = 0, *, terminal: bool = True) -> None:
+        """``index``: the choice this stream is (``n`` > 1); ``terminal``: whether
+        :meth:`finish` ends the whole stream (usage chunk, ``[DONE]``)."""
         self._options = options
+        self.index = index
+        self.terminal = terminal
         self._started = False
         self._finished = False  # a finish_reason chunk was sent
         self._done = False  # [DONE] was sent
@@ -120,7 +124,12 @@ class ChatStreamEncoder:
         self._reasoning_tail = ""  # the last character of reasoning, for note layout
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        choice = {
+            "index": self.index,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
         return self._envelope([choice])
 
     def _envelope(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
@@ -205,10 +214,16 @@ class ChatStreamEncoder:
         out = self.start()
         if not self._finished:
             out += self._finish_chunk(None)
+        self._done = True
+        if not self.terminal:
+            return out
         if self._options.include_usage:
             out += self._envelope([], usage_object(self._usage))
-        self._done = True
         return out + DONE
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
 
     def error(self, error: ClawrapError) -> bytes:
         if self._done:
@@ -230,8 +245,9 @@ class _Call:
 class ChatCollector:
     """Internal events -> one ``chat.completion`` object."""
 
-    def __init__(self, options: ChatWireOptions) -> None:
+    def __init__(self, options: ChatWireOptions, index: int = 0) -> None:
         self._options = options
+        self.index = index
         self._text: list[str] = []
         self._reasoning = ""
         self._calls: dict[int, _Call] = {}
@@ -257,6 +273,10 @@ class ChatCollector:
                 self._calls[event.index].arguments.append(event.arguments)
         elif isinstance(event, Finished):
             self._reason, self._finished = event.reason, True
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
 
     def body(self) -> dict[str, Any]:
         legacy = self._options.legacy_functions
@@ -287,7 +307,7 @@ class ChatCollector:
             "model": self._options.model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": self.index,
                     "message": message,
                     "logprobs": None,
                     "finish_reason": _finish_reason(self._reason, bool(calls), legacy),
