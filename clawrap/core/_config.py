@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     header_timeout: Seconds = 75.0  # connection open (or idle after a response) -> headers in
     max_connections: AtLeastOne = 256  # open client connections; one more gets a 503
     body_timeout: Seconds = 300.0  # headers in -> whole body received (20 MiB at ~0.6 Mbit/s)
+    # -- response cache (opt-in per request with X-Enable-Cache, or for all with this)
+    response_cache: bool = False
+    cache_ttl: Seconds = 300.0
+    cache_max_entries: Count = 256
     max_n: AtLeastOne = 4  # most choices (`n`) one chat completion may ask for, each a run
 
     # -- models

@@ -46,6 +46,7 @@ from clawrap.http import _security as security
 from clawrap.http import _wire as wire
 from clawrap.http._accounting_routes import AccountingRoutes
 from clawrap.http._asgi import (
+    JSON_TYPE,
     ClientDisconnected,
     Message,
     Receive,
@@ -63,6 +64,7 @@ from clawrap.http._exchange import Sessions, client_gone, internal_error, run_ex
 from clawrap.http._health_routes import HealthRoutes, login_state
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._request_log import RequestRecord, log_request, request_id
+from clawrap.http._response_cache import HIT_HEADER, Capture, ResponseCache, cache_key, wants_cache
 from clawrap.http._responses_routes import ResponsesRoutes
 from clawrap.http._responses_socket import serve_socket
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
@@ -146,6 +148,7 @@ class App:
             store=lambda: self.response_store,
         )
         self.retries = UpstreamRetries(settings)
+        self.cache = ResponseCache(settings)
         self.health = HealthRoutes(settings, backend, self.limiter, self.retries)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
@@ -155,6 +158,8 @@ class App:
             **AccountingRoutes(accountant).routes(),
             **self.responses.routes(),
             **self.health.routes(),
+            ("GET", "/v1/cache/stats"): self._cache_stats,
+            ("POST", "/v1/cache/clear"): self._cache_clear,
         }
         self.methods: dict[str, list[str]] = {}
         for method, path in self.routes:
@@ -396,6 +401,17 @@ class App:
     async def _exchange(
         self, call: Call, dialect: Dialect, request: CompletionRequest, options: Any, run: Run
     ) -> None:
+        key = None
+        if wants_cache(self.settings, call.request.headers):
+            key = cache_key(dialect.name, request, options)
+        if key is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                call.record.model = request.requested_model
+                await send_bytes(call.send, 200, cached, JSON_TYPE, [HIT_HEADER])
+                return
+            capture = Capture(call.send)
+            call = replace(call, send=capture.send)
         if getattr(options, "n", 1) > 1:
             from clawrap.http._choices import run_choices
 
@@ -427,6 +443,14 @@ class App:
             account=run,
             retries=self.retries,
         )
+        if key is not None and (response := capture.body()) is not None:
+            self.cache.put(key, response)
+
+    async def _cache_stats(self, call: Call) -> None:
+        await send_json(call.send, 200, self.cache.stats())
+
+    async def _cache_clear(self, call: Call) -> None:
+        await send_json(call.send, 200, {"object": "cache.cleared", "cleared": self.cache.clear()})
 
     def _claude_settings(
         self, body: dict[str, Any], headers: Mapping[str, str]
