@@ -147,6 +147,30 @@ class McpRegistry:
         return cls(_parse_server(name, raw) for name, raw in servers.items())
 
     @classmethod
+    def read(cls, settings: Settings) -> McpRegistry:
+        """The servers in ``settings.mcp_config`` (none when unset). Raises
+        :class:`McpConfigError` (its message names no path) or OSError."""
+        if not settings.mcp_config:
+            return cls()
+        path = Path(settings.mcp_config).expanduser()
+        with path.open("rb") as f:
+            raw = f.read(_MAX_FILE_BYTES + 1)
+        if len(raw) > _MAX_FILE_BYTES:
+            raise McpConfigError("the file is larger than 1 MiB")
+        try:
+            return cls.parse(json.loads(raw))
+        except McpConfigError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise McpConfigError(f"not valid JSON ({type(exc).__name__})") from None
+
+    def replace_with(self, other: McpRegistry) -> None:
+        """Take ``other``'s servers in place (every holder of this registry sees them);
+        statuses of servers that remain are kept."""
+        self._servers = dict(other._servers)
+        self._status = {k: v for k, v in self._status.items() if k in self._servers}
+
+    @classmethod
     def load(cls, settings: Settings) -> McpRegistry:
         """The servers in ``settings.mcp_config`` (none when it is unset).
 

@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     cors_origins: tuple[Name, ...] = ()
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    debug: bool = False  # enables POST /v1/debug/request
 
     # -- limits and time
     max_body_bytes: AtLeastOne = 20 * 1024 * 1024

@@ -63,6 +63,7 @@ from clawrap.http._asgi import (
 from clawrap.http._exchange import Sessions, client_gone, internal_error, run_exchange
 from clawrap.http._health_routes import HealthRoutes, login_state
 from clawrap.http._info_routes import InfoRoutes
+from clawrap.http._ops_routes import OpsRoutes, ToolStats
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._response_cache import HIT_HEADER, Capture, ResponseCache, cache_key, wants_cache
 from clawrap.http._responses_routes import ResponsesRoutes
@@ -149,6 +150,8 @@ class App:
         )
         self.retries = UpstreamRetries(settings)
         self.cache = ResponseCache(settings)
+        self.tool_stats = ToolStats()
+        self.ops = OpsRoutes(settings, self.dialects, mcp, self.tool_stats)
         self.health = HealthRoutes(settings, backend, self.limiter, self.retries)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
@@ -158,6 +161,7 @@ class App:
             **AccountingRoutes(accountant).routes(),
             **self.responses.routes(),
             **self.health.routes(),
+            **self.ops.routes(),
             ("GET", "/v1/cache/stats"): self._cache_stats,
             ("POST", "/v1/cache/clear"): self._cache_clear,
         }
@@ -442,6 +446,7 @@ class App:
             sessions=self.sessions,
             account=run,
             retries=self.retries,
+            tool_stats=self.tool_stats,
         )
         if key is not None and (response := capture.body()) is not None:
             self.cache.put(key, response)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -44,6 +44,7 @@ from clawrap.core._backend import HALT_GRACE, Backend
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.core._events import (
+    AgentProgress,
     Event,
     ReasoningDelta,
     TextDelta,
@@ -75,6 +76,13 @@ FINAL_WRITE_LIMIT = 5.0
 SHUTDOWN_GRACE = 5.0
 # Suggested wait when every run slot stayed busy for the whole queue timeout.
 QUEUE_RETRY_AFTER = 2.0
+
+
+class ToolStatsSink(Protocol):
+    """Where agent-mode tool progress is counted (``GET /v1/tools/stats``)."""
+
+    def feed(self, event: AgentProgress) -> None: ...
+
 
 _CONTENT = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta)
 
@@ -126,8 +134,10 @@ class Exchange:
         sessions: Sessions | None = None,
         account: Run | None = None,
         retries: UpstreamRetries | None = None,
+        tool_stats: ToolStatsSink | None = None,
     ) -> None:
         self.retries = retries
+        self.tool_stats = tool_stats
         self.receive = receive
         self.account = account
         self._client_send = send
@@ -410,6 +420,8 @@ class Exchange:
         for event in events:
             if self.session is not None:
                 self.session.feed(event)
+            if self.tool_stats is not None and isinstance(event, AgentProgress):
+                self.tool_stats.feed(event)
             if self.record is not None:
                 if isinstance(event, _CONTENT):
                     self.record.mark_first_token()
@@ -437,6 +449,7 @@ async def run_exchange(
     sessions: Sessions | None = None,
     account: Run | None = None,
     retries: UpstreamRetries | None = None,
+    tool_stats: ToolStatsSink | None = None,
 ) -> None:
     """Run one decoded completion request and write its response.
 
@@ -464,6 +477,7 @@ async def run_exchange(
         sessions=sessions,
         account=account,
         retries=retries,
+        tool_stats=tool_stats,
     )
     await exchange.run()
 
