@@ -4,7 +4,8 @@
 generated from :class:`~clawrap.core._config.Settings`. A flag overrides the
 ``CLAWRAP_*`` variable of the same name, which overrides the default. Lists
 (``--cors-origins``) are comma-separated, like their variables. With no
-command, ``serve`` runs.
+command, ``serve`` runs. A ``.env`` file in the working directory is read first
+(:func:`read_env_file`); a variable set in the real environment wins over it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from clawrap._version import __version__
@@ -114,7 +116,31 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise exc.from_source("flag", given) from None
 
 
+def read_env_file(
+    path: Path | None = None, environ: MutableMapping[str, str] | None = None
+) -> list[str]:
+    """Add the variables of ``path`` (default: ``.env`` in the working directory) that
+    ``environ`` (default: the process environment, which the CLI inherits) lacks: the
+    real environment wins. Returns the names added; a missing file adds nothing.
+
+    Read once at start-up, before settings or any process, never per request.
+    """
+    from dotenv import dotenv_values
+
+    path = Path.cwd() / ".env" if path is None else path
+    target: MutableMapping[str, str] = os.environ if environ is None else environ
+    if not path.is_file():
+        return []
+    added = []
+    for name, value in dotenv_values(path).items():
+        if value is not None and name not in target:
+            target[name] = value
+            added.append(name)
+    return added
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    read_env_file()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in DELEGATED:
         return _delegate(args_list[0], args_list[1:])
@@ -221,4 +247,4 @@ def _cannot_listen(settings: Settings, error: OSError) -> int:
     return 1
 
 
-__all__ = ["build_parser", "main", "settings_from_args", "settings_problems"]
+__all__ = ["build_parser", "main", "read_env_file", "settings_from_args", "settings_problems"]
