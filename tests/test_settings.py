@@ -46,12 +46,21 @@ BAD: dict[str, str] = {
     "body_timeout": "0",
     "header_timeout": "-1",
     "json_schema_max_depth": "0",
+    "auth_probe_interval": "-1",
+    "breaker_threshold": "0",
+    "breaker_cooldown": "-1",
+    "response_cache": "often",
+    "cache_ttl": "0",
+    "cache_max_entries": "-1",
+    "max_n": "0",
+    "debug": "loud",
 }
 # Free text or paths: any non-empty value is accepted (checked where it is used).
 UNCHECKED_TEXT = {
     "api_key",
     "allowed_hosts",
     "models",
+    "fallback_models",
     "cli_path",
     "config_dir",
     "data_dir",
