@@ -17,7 +17,7 @@ import trio.testing
 from clawrap.core._breaker import CircuitBreaker, backoff
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
-from clawrap.core._events import Event, Finished, TextDelta
+from clawrap.core._events import Event, Finished, TextDelta, Usage
 from clawrap.core._request import CompletionRequest, TextPart, Turn
 from clawrap.http._upstream_retry import UpstreamRetries
 
@@ -110,6 +110,8 @@ class FlakyBackend:
         script = self.errors.get(request.model, [None])
         error = script[min(len([m for m in self.calls if m == request.model]) - 1, len(script) - 1)]
         if error is not None:
+            # As the CLI backend does: a failed turn's usage goes out just before its error.
+            await events.send(Usage(input_tokens=1, output_tokens=0))
             raise error
         await events.send(TextDelta(f"from {request.model}"))
         await events.send(Finished("stop"))
@@ -191,9 +193,15 @@ async def test_other_errors_and_an_exhausted_chain_reach_the_client(
         await run(retries, backend)
     assert caught.value is bad and backend.calls == ["sonnet"]
     backend = FlakyBackend({"sonnet": [overloaded()]})
+    send, receive = trio.open_memory_channel[Event](math.inf)
     with pytest.raises(ClawrapError) as caught:
-        await run(UpstreamRetries(Settings(upstream_retries=2)), backend)
+        await UpstreamRetries(Settings(upstream_retries=2)).run(
+            backend, request(), send, trio.Event()
+        )
     assert caught.value.code == "upstream_overloaded" and backend.calls == ["sonnet"] * 3
+    send.close()
+    # Only the last attempt's usage is passed on, for the accounting of the failure.
+    assert [e async for e in receive] == [Usage(input_tokens=1, output_tokens=0)]
 
 
 async def test_no_retry_that_would_outlast_the_deadline(

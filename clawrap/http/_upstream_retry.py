@@ -31,7 +31,7 @@ from clawrap.core._backend import Backend, EventSink, HaltSignal
 from clawrap.core._breaker import CircuitBreaker, backoff
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
-from clawrap.core._events import Event
+from clawrap.core._events import Event, Usage
 from clawrap.core._request import CompletionRequest
 
 log = logging.getLogger("clawrap.retry")
@@ -94,6 +94,7 @@ class UpstreamRetries:
     ) -> str:
         """Run ``request`` (retrying, falling back); returns the model that answered."""
         last: ClawrapError | None = None
+        held: list[Event] = []  # the last failed attempt's usage, passed on if it is the end
         chain = self.models(request)
         for position, model in enumerate(chain):
             breaker = self._breaker(model)
@@ -107,15 +108,17 @@ class UpstreamRetries:
                 counters.attempts += 1
                 if attempt > 0:
                     counters.retries += 1
-                error, sent = await self._attempt(
+                error, sent, held = await self._attempt(
                     backend, attempt_request, events, halt, model, on_model, breaker
                 )
                 if error is None:
+                    await self._flush(held, events)
                     counters.answered += 1
                     if position > 0:
                         counters.fallbacks_to += 1
                     return model
                 if sent or not retryable(error):
+                    await self._flush(held, events)
                     raise error
                 counters.overloads += 1
                 last = error
@@ -132,7 +135,13 @@ class UpstreamRetries:
             if position + 1 < len(chain):
                 log.warning("model %s unavailable; falling back to %s", model, chain[position + 1])
         assert last is not None
+        await self._flush(held, events)
         raise last
+
+    @staticmethod
+    async def _flush(held: list[Event], events: EventSink) -> None:
+        for event in held:
+            await events.send(event)
 
     async def _attempt(
         self,
@@ -143,14 +152,20 @@ class UpstreamRetries:
         model: str,
         on_model: Callable[[str], None] | None,
         breaker: CircuitBreaker,
-    ) -> tuple[ClawrapError | None, bool]:
-        """One run. Returns its error (None when it answered) and whether output went out."""
+    ) -> tuple[ClawrapError | None, bool, list[Event]]:
+        """One run. Returns its error (None when it answered), whether output went out, and
+        the events held back: a failed turn reports its usage before its error, and that
+        usage is passed on only if the request ends with this attempt (the caller flushes)."""
         sent = 0
+        held: list[Event] = []
         inner_send, inner_receive = trio.open_memory_channel[Event](math.inf)
 
         async def forward() -> None:
             nonlocal sent
             async for event in inner_receive:
+                if sent == 0 and isinstance(event, Usage):
+                    held.append(event)
+                    continue
                 if sent == 0 and on_model is not None:
                     on_model(model)
                 sent += 1
@@ -175,7 +190,7 @@ class UpstreamRetries:
         finally:
             if not verdict:
                 breaker.abandoned(trio.current_time())
-        return error, sent > 0
+        return error, sent > 0, held
 
     def status(self) -> dict[str, Any]:
         """Per model: breaker state and counters, for ``GET /v1/models/status``."""
