@@ -465,6 +465,10 @@ class App:
 
     def _admit_responses(self, identity: Identity | None, request: CompletionRequest) -> Run:
         """The key's run for a Responses API request (HTTP or a WebSocket message)."""
+        state = login_state(self.backend)
+        refusal = state.refusal() if state is not None else None
+        if refusal is not None:
+            raise refusal
         identity = identity if identity is not None else Identity(LOCAL)
         models = (request.requested_model, request.model)
         return self.accountant.admit(identity, models, agent=request.agent is not None)
@@ -497,6 +501,7 @@ class App:
                 sessions=self.sessions,
                 account=run,
                 retries=self.retries,
+                tool_stats=self.tool_stats,
             )
         finally:
             run.finish(client_gone())
