@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 from e2e import TEST_LIMIT, Clawrap, in_thread
+from pool_helpers import idle_processes
 
 from clawrap.scripted._model import RecordedRequest, Reply, ToolUse
 
@@ -138,7 +139,7 @@ async def test_a_client_that_never_sends_the_results_frees_the_process(
         await pool.wait_for(lambda: clawrap_server.pool_status()["abandoned"] == 1)
         await pool.wait_for(lambda: clawrap_server.pool_status()["busy"] == 0)
     assert clawrap_server.pool_status()["parked"] == 0
-    assert not any(p.open_calls for p in pool.idle_processes())
+    assert not any(p.open_calls for p in idle_processes(pool))
     # The freed call never reached the model: one upstream request only.
     assert len(clawrap_server.requests("GONE")) == 1
 
