@@ -344,7 +344,7 @@ async def soak(
                 await trio.sleep(0.05)
         result.upstream_open = upstream.open
         result.cli_alive = _cli_pids()
-        result.pool_pids = sorted(backend.pool.pids())
+        result.pool_pids = sorted(p.pid for p in backend.pool.count.live if p.pid is not None)
         result.rss_growth_kb = _rss_kb() - rss_before
     finally:
         logging.getLogger().removeHandler(tracebacks)
