@@ -33,12 +33,23 @@ from clawrap.claude._backend import ClaudeBackend
 from clawrap.cli._server import serve
 from clawrap.core._config import Settings
 from clawrap.scripted._mock_upstream import MockUpstreamApp
-from clawrap.scripted._model import Reply, ScriptedModel
+from clawrap.scripted._model import RecordedRequest, Reply, ScriptedModel
 
 KINDS = ("mid_body", "queued", "after_headers", "mid_stream", "non_streaming")
 SURFACES = ("openai", "anthropic")
 REPLY = "one two three four five six seven eight nine ten"
 LIMIT = 300.0  # per request: a loaded 2-core machine queues long, and a hang must still end
+
+
+class _UnrecordedModel(ScriptedModel):
+    """The scripted model without its record of every request.
+
+    It runs in the soak's own process, so a record kept of thousands of requests would
+    show as the server's RSS growth; the soak checks replies and open streams instead.
+    """
+
+    def record(self, request: RecordedRequest) -> None:
+        pass
 
 
 class _CountingUpstream:
@@ -247,7 +258,7 @@ async def running_clawrap(
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
-    model = ScriptedModel(Reply(text=REPLY))
+    model = _UnrecordedModel(Reply(text=REPLY))
     model.when("SLOW", Reply(text=REPLY, delay=0.05))
     upstream = _CountingUpstream(model)
     config = Config()
