@@ -432,21 +432,8 @@ class App:
                 account=run,
             )
             return
-        await run_exchange(
-            call.receive,
-            call.send,
-            dialect=dialect,
-            request=request,
-            options=options,
-            backend=self.backend,
-            settings=self.settings,
-            limiter=self.limiter,
-            record=call.record,
-            shutdown=self.shutdown,
-            sessions=self.sessions,
-            account=run,
-            retries=self.retries,
-            tool_stats=self.tool_stats,
+        await self._one_exchange(
+            call.receive, call.send, dialect, request, options, call.record, run
         )
         if key is not None and (response := capture.body()) is not None:
             self.cache.put(key, response)
@@ -487,24 +474,37 @@ class App:
         if run.budget_usd is not None and request.agent is not None:
             request = replace(request, max_budget_usd=run.budget_usd)
         try:
-            await run_exchange(
-                receive,
-                send,
-                dialect=dialect,
-                request=request,
-                options=options,
-                backend=self.backend,
-                settings=self.settings,
-                limiter=self.limiter,
-                record=record,
-                shutdown=self.shutdown,
-                sessions=self.sessions,
-                account=run,
-                retries=self.retries,
-                tool_stats=self.tool_stats,
-            )
+            await self._one_exchange(receive, send, dialect, request, options, record, run)
         finally:
             run.finish(client_gone())
+
+    async def _one_exchange(
+        self,
+        receive: Receive,
+        send: Send,
+        dialect: Dialect,
+        request: CompletionRequest,
+        options: Any,
+        record: RequestRecord,
+        run: Run,
+    ) -> None:
+        """One exchange of an admitted run, with this app's backend, limits and stores."""
+        await run_exchange(
+            receive,
+            send,
+            dialect=dialect,
+            request=request,
+            options=options,
+            backend=self.backend,
+            settings=self.settings,
+            limiter=self.limiter,
+            record=record,
+            shutdown=self.shutdown,
+            sessions=self.sessions,
+            account=run,
+            retries=self.retries,
+            tool_stats=self.tool_stats,
+        )
 
     async def _read(self, call: Call) -> bytes:
         """The JSON body of a POST route (415 unless declared ``application/json``)."""
