@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import trio
@@ -137,11 +137,13 @@ class CliProcess:
             self._first_uuid = message_uuid
         self._last_user_uuid = message_uuid
 
-        async def one() -> AsyncIterator[dict[str, Any]]:
+        async def one() -> AsyncGenerator[dict[str, Any], None]:
             yield message
 
         self.in_turn = True
-        await self.client.query(one())
+        # Closed even when the send is cancelled: the SDK does not close what it iterates.
+        async with contextlib.aclosing(one()) as messages:
+            await self.client.query(messages)
 
     async def interrupt(self) -> None:
         await self.client.interrupt()
