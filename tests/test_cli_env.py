@@ -51,13 +51,53 @@ def test_plain_processes_run_bare_with_an_api_key(tmp_path: Path) -> None:
     assert env["CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS"] == "1"
 
 
-def test_plain_processes_are_not_bare_with_an_oauth_token(
+def test_plain_processes_hand_an_oauth_token_to_bare_mode_as_a_bearer_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Bare mode would not read the token: the CLI could not authenticate.
+    # Bare mode does not read CLAUDE_CODE_OAUTH_TOKEN, but reads ANTHROPIC_AUTH_TOKEN.
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BETAS"):
+        monkeypatch.delenv(name, raising=False)
+    token = "sk-ant-oat01-abcdefghijkl"
+    env = plain_env(tmp_path, {"CLAUDE_CODE_OAUTH_TOKEN": token, "CLAUDE_CONFIG_DIR": "/none"})
+    assert env["CLAUDE_CODE_SIMPLE"] == "1"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == token
+    assert env["ANTHROPIC_BETAS"] == "oauth-2025-04-20"
+
+
+def test_the_oauth_beta_joins_the_betas_the_operator_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    env = plain_env(tmp_path, {"CLAUDE_CODE_OAUTH_TOKEN": "token", "CLAUDE_CONFIG_DIR": "/none"})
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    cli_env = {
+        "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-abcdefghijkl",
+        "ANTHROPIC_BETAS": "some-beta-2026-01-01",
+        "CLAUDE_CONFIG_DIR": "/none",
+    }
+    env = plain_env(tmp_path, cli_env)
+    assert env["ANTHROPIC_BETAS"] == "some-beta-2026-01-01,oauth-2025-04-20"
+
+
+def test_plain_processes_are_not_bare_with_a_stored_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bare mode never reads a stored login, and its access token cannot be handed over.
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / ".credentials.json").write_text(
+        '{"claudeAiOauth": {"accessToken": "sk-ant-oat01-abcdefghijkl"}}'
+    )
+    env = plain_env(tmp_path, {"CLAUDE_CONFIG_DIR": str(config)})
     assert "CLAUDE_CODE_SIMPLE" not in env
+    assert "ANTHROPIC_AUTH_TOKEN" not in env
+
+
+def test_a_spawn_key_does_not_show_its_environment() -> None:
+    from clawrap.claude._sdk_options import SpawnKey
+
+    assert "secret" not in repr(SpawnKey("prompt", env=(("ANTHROPIC_API_KEY", "secret"),)))
 
 
 def test_agent_processes_are_never_bare(tmp_path: Path) -> None:

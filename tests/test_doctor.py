@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clawrap.cli._doctor import check_settings, doctor_main, is_loopback
+from clawrap.cli._doctor import check_auth, check_settings, doctor_main, is_loopback
 from clawrap.core._config import Settings
 
 DUMMY_KEY = "sk-ant-dummy-key-for-tests-0000"
@@ -271,3 +271,17 @@ def test_live_request_refused_with_401_says_how_to_log_in(
     fix = output.split(" Live request ", 1)[1].splitlines()[1]
     assert "fix:" in fix and "clawrap login" in fix
     assert _children() <= before
+
+
+def test_a_stored_login_warns_that_plain_requests_carry_the_clis_environment_note(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".credentials.json").write_text('{"claudeAiOauth": {"accessToken": "x"}}')
+    check = check_auth(Settings(config_dir=str(tmp_path)), {"HOME": str(tmp_path)})
+    assert check.status == "warn"
+    assert "CLAUDE_CODE_OAUTH_TOKEN" in check.fix
+
+
+def test_an_oauth_token_needs_no_warning(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-abcdefghijkl"}
+    assert check_auth(Settings(config_dir=str(tmp_path)), env).status == "ok"

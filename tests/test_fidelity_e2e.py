@@ -8,11 +8,21 @@ entry, no environment description and no line the CLI made up.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e import SDK_READER_LEFT_OPEN, Clawrap, in_thread
+import trio
+from e2e import (
+    SDK_READER_LEFT_OPEN,
+    TEST_LIMIT,
+    Clawrap,
+    in_thread,
+    serving_claude,
+    start_upstream,
+)
 
+from clawrap.core._config import Settings
 from clawrap.scripted._model import RecordedRequest, Reply, ToolUse
 
 pytestmark = [pytest.mark.e2e, SDK_READER_LEFT_OPEN]
@@ -160,3 +170,37 @@ async def test_message_start_carries_the_upstreams_input_token_count(
         return starts[0].message.usage.input_tokens
 
     assert await in_thread(call) == 1234
+
+
+async def test_with_an_oauth_token_the_model_still_sees_only_the_client_conversation(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # CLAUDE_CODE_OAUTH_TOKEN (what `claude setup-token` prints) is the subscription
+    # login a server uses; bare mode gets it as a bearer token with the OAuth beta.
+    token = "sk-ant-oat01-scripted-0123456789"
+    env = {"ANTHROPIC_API_KEY": "", "CLAUDE_CODE_OAUTH_TOKEN": token}
+    settings = Settings(port=0, pool_size=1, upstream_retries=0, data_dir=tmp_path / "data")
+    with trio.fail_after(TEST_LIMIT):
+        upstream = await start_upstream(nursery)
+    async with serving_claude(nursery, tmp_path, upstream, settings, env) as server:
+        server.model.when("FIDOAUTH", Reply(text="Signed in."))
+        messages = [
+            {"role": "user", "content": "Hello FIDOAUTH"},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "Who am I?"},
+        ]
+
+        def call() -> str:
+            with server.anthropic() as client:
+                reply = client.messages.create(
+                    model="sonnet", max_tokens=64, system="Be brief.", messages=messages
+                )
+            return reply.content[0].text  # type: ignore[union-attr]
+
+        assert await in_thread(call) == "Signed in."
+        (upstream_request,) = server.requests("FIDOAUTH")
+    assert_only_client_text(upstream_request, [(m["role"], m["content"]) for m in messages])
+    headers = upstream_request.headers
+    assert headers["authorization"] == f"Bearer {token}"
+    assert "x-api-key" not in headers
+    assert "oauth-2025-04-20" in headers["anthropic-beta"].split(",")

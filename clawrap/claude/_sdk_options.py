@@ -21,9 +21,16 @@ sent; without the betas off, a resumed conversation still gets an empty
 ``{"role": "system"}`` entry carrying the effort (the per-turn-control beta).
 With both, upstream ``messages`` hold the client's turns and nothing else.
 
-Bare mode reads only ``ANTHROPIC_API_KEY`` (or an ``apiKeyHelper``), Bedrock or
-Vertex credentials, never a Claude Code login or an OAuth token, so with those
-both switches stay off and the entry stays (:func:`bare_mode_allowed`).
+Bare mode reads only ``ANTHROPIC_API_KEY``, ``ANTHROPIC_AUTH_TOKEN`` (or an
+``apiKeyHelper``), Bedrock or Vertex credentials, never a Claude Code login or
+``CLAUDE_CODE_OAUTH_TOKEN`` (:func:`bare_environment`). A ``CLAUDE_CODE_OAUTH_TOKEN``
+(the long-lived token ``claude setup-token`` prints) is handed to bare mode as
+``ANTHROPIC_AUTH_TOKEN`` with the ``oauth-2025-04-20`` beta in ``ANTHROPIC_BETAS``:
+read at a scripted upstream, that request carries the same ``authorization`` and
+``anthropic-beta`` headers as the CLI's own OAuth mode with its experimental betas
+off (the betas in another order), and no ``x-api-key``. A stored ``claude login``
+cannot be handed over (its access token expires and only the CLI refreshes it), so
+with it both switches stay off and the entry stays.
 Measured with CLI 2.1.337 against the scripted model: the upstream request for
 a one-line question shrinks from 1,939 to 816 bytes (999 with bare mode alone);
 spawn and turn times do not change measurably; effort still reaches the model
@@ -76,7 +83,8 @@ class SpawnKey:
     effort: str | None = None
     permission_mode: str | None = None
     cwd: str = ""
-    env: tuple[tuple[str, str], ...] = ()
+    # Credentials may be among these: never shown.
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,16 +216,30 @@ def cli_environment(settings: Settings, cli_env: Mapping[str, str] | None) -> di
 BARE_ENV = {"CLAUDE_CODE_SIMPLE": "1", "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1"}
 # Credentials the CLI still reads in bare mode.
 _BARE_AUTH = frozenset({"api_key", "bedrock", "vertex", "offline"})
+# The beta the CLI asks for with its own OAuth credentials; bare mode sends it only when told.
+OAUTH_BETA = "oauth-2025-04-20"
 
 
-def bare_mode_allowed(settings: Settings, env: Mapping[str, str]) -> bool:
-    """Whether plain CLI processes can run in bare mode with the credentials in ``env``.
+def bare_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, str] | None:
+    """What puts plain CLI processes in bare mode with the credentials in ``env``, or None.
 
     ``env`` is the CLI's whole environment (the server's, plus what clawrap adds).
-    Bare mode never reads a Claude Code login or ``CLAUDE_CODE_OAUTH_TOKEN``; with
-    those the CLI would fail to authenticate, so it stays off.
+    Bare mode never reads a Claude Code login or ``CLAUDE_CODE_OAUTH_TOKEN``: an
+    OAuth token goes to it as a bearer token with the OAuth beta; with a stored
+    login the CLI would fail to authenticate, so bare mode stays off (None).
     """
-    return detect_auth(settings, env).method in _BARE_AUTH
+    method = detect_auth(settings, env).method
+    if method in _BARE_AUTH:
+        return dict(BARE_ENV)
+    if method != "oauth_token":
+        return None
+    if env.get("ANTHROPIC_AUTH_TOKEN", "").strip():
+        return dict(BARE_ENV)  # bare mode reads it as it is
+    token = env.get("CLAUDE_CODE_OAUTH_TOKEN", "").strip()
+    betas = [b.strip() for b in env.get("ANTHROPIC_BETAS", "").split(",") if b.strip()]
+    if OAUTH_BETA not in betas:
+        betas.append(OAUTH_BETA)
+    return BARE_ENV | {"ANTHROPIC_AUTH_TOKEN": token, "ANTHROPIC_BETAS": ",".join(betas)}
 
 
 def response_format_instruction(response_format: ResponseFormat | None) -> str:
@@ -247,8 +269,9 @@ class OptionsBuilder:
         self._env_items = tuple(sorted(self.env.items()))
         # Plain processes: bare mode where the credentials allow it; agents keep the
         # CLI's environment description (there it is true and useful).
-        self.bare = bare_mode_allowed(settings, {**os.environ, **self.env})
-        plain = self.env | BARE_ENV if self.bare else self.env
+        bare = bare_environment(settings, {**os.environ, **self.env})
+        self.bare = bare is not None
+        plain = self.env | (bare or {})
         self._plain_env_items = tuple(sorted(plain.items()))
 
     def default_spec(self) -> SpawnSpec:
@@ -334,7 +357,7 @@ __all__ = [
     "OptionsBuilder",
     "SpawnKey",
     "SpawnSpec",
-    "bare_mode_allowed",
+    "bare_environment",
     "cli_environment",
     "response_format_instruction",
 ]

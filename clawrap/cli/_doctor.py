@@ -31,6 +31,12 @@ log = logging.getLogger("clawrap.doctor")
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
+STORED_LOGIN_FIX = (
+    "with a stored login the CLI adds its environment note to every plain request; run "
+    "`claude setup-token` and set CLAUDE_CODE_OAUTH_TOKEN so the model sees only the client's "
+    "conversation"
+)
+
 # The live request: small, no tools, no settings files, bounded.
 LIVE_TIMEOUT = 90.0
 LIVE_PROMPT = "Reply with the single word: ok"
@@ -65,6 +71,10 @@ def check_cli(settings: Settings) -> Check:
 
 def check_auth(settings: Settings, environ: Mapping[str, str]) -> Check:
     auth = detect_auth(settings, environ)
+    if auth.ok and auth.method == "cli_login":
+        # The CLI's bare mode never reads a stored login: plain requests then carry its
+        # environment note (working directory, platform, date) the client never sent.
+        return Check("Authentication", "warn", auth.summary, STORED_LOGIN_FIX)
     if auth.ok:
         return Check("Authentication", "ok", auth.summary)
     return Check("Authentication", "fail", auth.summary, auth.hint or LOGIN_HINT)
