@@ -128,6 +128,43 @@ async def test_a_lone_surrogate_inside_tool_call_arguments_is_400(
     assert backend.runs == 0
 
 
+DEEP = "[" * 50_000 + "]" * 50_000
+
+
+async def test_tool_call_arguments_nested_too_deeply_are_400_not_a_crash(
+    app: App, backend: ScriptedBackend
+) -> None:
+    call_msg = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": DEEP}}
+        ],
+    }
+    body = {
+        "model": "sonnet",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            call_msg,
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+    }
+    response = await call(app, "POST", "/v1/chat/completions", json_body=body, headers=JSON)
+    assert response.status == 400
+    assert response.json()["error"]["param"] == "messages[1].tool_calls[0].function.arguments"
+    assert backend.runs == 0
+
+
+async def test_an_agent_header_list_nested_too_deeply_is_400_naming_the_header(
+    app: App, backend: ScriptedBackend
+) -> None:
+    headers = {**JSON, "x-claude-allowed-tools": "[" * 4000 + "]" * 4000}
+    response = await call(app, "POST", "/v1/chat/completions", json_body=chat(), headers=headers)
+    assert response.status == 400
+    assert "X-Claude-Allowed-Tools" in response.json()["error"]["message"]
+    assert backend.runs == 0
+
+
 # -- the agent's working directory --------------------------------------------------------------
 
 

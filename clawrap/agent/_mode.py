@@ -173,7 +173,7 @@ def _names(value: _Value) -> list[str]:
     if value.from_header and raw.lstrip().startswith("["):
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise bad_value(value.where, value.raw, "is not a valid JSON list") from None
     if isinstance(raw, str):
         items: Any = _split_top_level(raw)

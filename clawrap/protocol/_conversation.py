@@ -143,7 +143,7 @@ def loads_turn(text: str) -> Turn:
     """The turn :func:`dumps_turn` wrote. Raises ValueError on anything else."""
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError("not JSON") from exc
     return turn_from_json(obj)
 
@@ -336,7 +336,7 @@ class ReplyRecorder:
 def _arguments(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

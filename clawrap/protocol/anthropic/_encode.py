@@ -306,7 +306,7 @@ class AnthropicCollector:
     def _tool_input(self, block: dict[str, Any], raw: str) -> dict[str, Any]:
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if isinstance(value, dict):
             return value

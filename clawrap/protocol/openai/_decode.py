@@ -250,7 +250,7 @@ def _text(content: Any, param: str, settings: Settings) -> str:
 def _arguments(arguments: str, param: str) -> dict[str, Any]:
     try:
         value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict):
         raise invalid_request(f"'{param}' must be a JSON object encoded as a string.", param=param)
