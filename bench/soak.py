@@ -5,10 +5,10 @@ clawrap (the real SDK and CLI) and the scripted model run in this process, the
 model behind a wrapper counting the Messages API streams still open. Each of
 ``--clients`` workers takes requests from a shuffled list holding ``--drops``
 disconnects (mid-body, while queued, after the response headers, mid-stream,
-while a non-streaming answer is pending) and normal requests, on the OpenAI and
-Anthropic surfaces, streaming and not. Then it checks and prints: every normal
-reply exact; no upstream stream left open; the CLI processes alive are exactly
-the ones the pool reports; the server's RSS growth; tracebacks logged.
+while a non-streaming answer is pending) and normal requests, on the Chat
+Completions, Messages and Responses surfaces, streaming and not. Then it checks
+and prints: every normal reply exact; no upstream stream left open; the CLI
+processes alive are exactly the ones the pool reports; the server's RSS growth; tracebacks logged.
 Linux only (/proc). :func:`soak` is also run, shorter, by the test suite.
 """
 
@@ -36,7 +36,7 @@ from clawrap.scripted._mock_upstream import MockUpstreamApp
 from clawrap.scripted._model import RecordedRequest, Reply, ScriptedModel
 
 KINDS = ("mid_body", "queued", "after_headers", "mid_stream", "non_streaming")
-SURFACES = ("openai", "anthropic")
+SURFACES = ("openai", "anthropic", "responses")
 REPLY = "one two three four five six seven eight nine ten"
 LIMIT = 300.0  # per request: a loaded 2-core machine queues long, and a hang must still end
 
@@ -160,6 +160,9 @@ def _request(surface: str, stream: bool, marker: str) -> bytes:
             "stream": stream,
             "messages": [{"role": "user", "content": marker}],
         }
+    elif surface == "responses":
+        path = "/v1/responses"
+        body = {"model": "sonnet", "stream": stream, "store": False, "input": marker}
     else:
         path = "/v1/messages"
         body = {
@@ -194,6 +197,13 @@ def _text_of(surface: str, stream: bool, response: bytes) -> str:
         obj = json.loads(body)
         if surface == "openai":
             return str(obj["choices"][0]["message"]["content"])
+        if surface == "responses":
+            return "".join(
+                c.get("text", "")
+                for item in obj["output"]
+                if item.get("type") == "message"
+                for c in item["content"]
+            )
         return "".join(b.get("text", "") for b in obj["content"])
     parts: list[str] = []
     for line in body.decode().splitlines():
@@ -203,6 +213,9 @@ def _text_of(surface: str, stream: bool, response: bytes) -> str:
         if surface == "openai":
             for choice in event.get("choices", []):
                 parts.append(choice["delta"].get("content") or "")
+        elif surface == "responses":
+            if event.get("type") == "response.output_text.delta":
+                parts.append(event["delta"])
         elif event.get("type") == "content_block_delta":
             parts.append(event["delta"].get("text", ""))
     return "".join(parts)
@@ -327,7 +340,7 @@ async def soak(
         )
         if kind == "non_streaming":
             stream = False
-        jobs.append((kind, SURFACES[i % 2], stream))
+        jobs.append((kind, SURFACES[i % len(SURFACES)], stream))
     rng.shuffle(jobs)
     result = SoakResult()
     tracebacks = _Tracebacks()
