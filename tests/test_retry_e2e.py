@@ -13,6 +13,7 @@ import openai
 import pytest
 import trio
 from e2e import SDK_READER_LEFT_OPEN, TEST_LIMIT, Clawrap, in_thread
+from prometheus_client.parser import text_string_to_metric_families
 
 from clawrap.scripted._model import Reply
 
@@ -26,6 +27,17 @@ def ask(server: Clawrap, text: str) -> Any:
         return client.chat.completions.with_raw_response.create(
             model="sonnet", messages=[{"role": "user", "content": text}]
         )
+
+
+def metric_samples(server: Clawrap) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``GET /metrics`` as {(sample name, sorted labels): value}."""
+    response = httpx.get(server.url + "/metrics", timeout=TEST_LIMIT)
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def models_status(server: Clawrap) -> dict[str, Any]:
@@ -71,6 +83,15 @@ async def test_a_model_always_overloaded_is_answered_by_the_fallback_and_its_bre
     assert raw.headers["x-clawrap-model"] == "haiku"
     later = clawrap_server.requests("FALL-BACK")[sent:]
     assert [("haiku" in r.body["model"]) for r in later] == [True]
+    # The same story in /metrics, for dashboards and alerts.
+    metrics = await in_thread(lambda: metric_samples(clawrap_server))
+    sonnet, haiku = (("model", "sonnet"),), (("model", "haiku"),)
+    assert metrics["clawrap_breaker_state", (("model", "sonnet"), ("state", "open"))] == 1.0
+    assert metrics["clawrap_breaker_state", (("model", "sonnet"), ("state", "closed"))] == 0.0
+    assert metrics["clawrap_breaker_opens_total", sonnet] == 1.0
+    assert metrics["clawrap_model_refused_open_total", sonnet] >= 1.0
+    assert metrics["clawrap_model_fallbacks_to_total", haiku] == 3.0
+    assert metrics["clawrap_model_answered_total", haiku] == 3.0
 
 
 @pytest.mark.clawrap(upstream_retries=0, breaker_threshold=1, breaker_cooldown=0.0)

@@ -4,7 +4,9 @@ Counted as things happen: requests by route, status and model; time to first
 token and whole duration by route; tokens by model and kind, cost by model; runs
 refused by limit; upstream errors by kind; time spent queued for a run slot.
 Read when scraped (:meth:`Metrics.watch`): the process pool (warm, busy, parked,
-starting, and spawns so far) and the queue (requests waiting for a run slot).
+starting, and spawns so far) and the queue (requests waiting for a run slot); per
+model (:meth:`Metrics.watch_models`): attempts, answers, overloads, retries,
+fallbacks and the circuit breaker's state.
 
 Labels only take bounded values: routes are the router's own paths (``other`` for
 unknown ones) and models the ones the server serves, so a hostile client cannot
@@ -69,6 +71,66 @@ class _Snapshot(Collector):
         )
 
 
+BREAKER_STATES = ("closed", "open", "half_open")
+# Per-model counters of the retry layer, as ``GET /v1/models/status`` names them.
+MODEL_COUNTERS = {
+    "attempts": "Runs started on the model, retries included",
+    "answered": "Runs the model answered",
+    "overloads": "Runs that met an overload or rate limit upstream",
+    "retries": "Runs started again after an overload",
+    "fallbacks_to": "Requests another model could not serve, answered by this one",
+    "refused_open": "Attempts skipped because the model's circuit breaker was open",
+}
+
+
+class _Models(Collector):
+    """Per-model retry counters and circuit breakers, read at scrape time from ``read()``.
+
+    ``read`` returns what ``GET /v1/models/status`` shows; ``label`` bounds the model names.
+    """
+
+    def __init__(
+        self, read: Callable[[], Mapping[str, Mapping[str, Any]]], label: Callable[[str], str]
+    ) -> None:
+        self.read = read
+        self.label = label
+
+    def collect(self) -> Iterator[Metric]:
+        models = self.read()
+        counters = {
+            name: CounterMetricFamily(f"clawrap_model_{name}", text, labels=["model"])
+            for name, text in MODEL_COUNTERS.items()
+        }
+        state = GaugeMetricFamily(
+            "clawrap_breaker_state",
+            "1 for the state each model's circuit breaker is in",
+            labels=["model", "state"],
+        )
+        opens = CounterMetricFamily(
+            "clawrap_breaker_opens", "Times a model's circuit breaker opened", labels=["model"]
+        )
+        summed: dict[str, dict[str, float]] = {}
+        states: dict[str, str] = {}
+        for model, status in models.items():
+            label = self.label(model)
+            row = summed.setdefault(label, {})
+            for name in (*MODEL_COUNTERS, "opens"):
+                value = status.get(name, status.get("breaker", {}).get(name, 0))
+                row[name] = row.get(name, 0.0) + float(value or 0)
+            breaker = status.get("breaker", {})
+            if states.get(label) in (None, "closed") or breaker.get("state") == "open":
+                states[label] = str(breaker.get("state", "closed"))
+        for label, row in summed.items():
+            for name, family in counters.items():
+                family.add_metric([label], row[name])
+            opens.add_metric([label], row["opens"])
+            for each in BREAKER_STATES:
+                state.add_metric([label, each], 1.0 if states[label] == each else 0.0)
+        yield from counters.values()
+        yield state
+        yield opens
+
+
 class Metrics:
     """The server's metrics; :meth:`render` is the body of ``GET /metrics``."""
 
@@ -123,6 +185,14 @@ class Metrics:
     def watch(self, read: Callable[[], Mapping[str, Any]]) -> None:
         """Report the pool and queue gauges from ``read()`` at each scrape."""
         self.registry.register(_Snapshot(read))
+
+    def watch_models(
+        self,
+        read: Callable[[], Mapping[str, Mapping[str, Any]]],
+        label: Callable[[str], str],
+    ) -> None:
+        """Report per-model retry counters and breaker states from ``read()`` at each scrape."""
+        self.registry.register(_Models(read, label))
 
     def request_done(
         self,

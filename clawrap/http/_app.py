@@ -149,6 +149,7 @@ class App:
             store=lambda: self.response_store,
         )
         self.retries = UpstreamRetries(settings)
+        accountant.metrics.watch_models(self.retries.status, self._model_label)
         self.cache = ResponseCache(settings)
         self.tool_stats = ToolStats()
         self.ops = OpsRoutes(settings, self.dialects, mcp, self.tool_stats)
@@ -173,6 +174,10 @@ class App:
         stats = self.limiter.statistics()
         status = dict(self.backend.status())
         return status | {"queued": stats.tasks_waiting, "running": stats.borrowed_tokens}
+
+    def _model_label(self, model: str) -> str:
+        """A model's metrics label: a served model's own name, anything else "other"."""
+        return model if model in self.known_models else "other"
 
     def begin_shutdown(self) -> None:
         self.shutdown.set()
@@ -283,7 +288,7 @@ class App:
     def _count(self, call: Call) -> None:
         record = call.record
         now = trio.current_time()
-        model = record.model if record.model in self.known_models else record.model and "other"
+        model = record.model and self._model_label(record.model)
         first = None if record.first_token is None else record.first_token - record.started
         self.accountant.metrics.request_done(
             call.route or "other", record.status or 499, model, now - record.started, first
