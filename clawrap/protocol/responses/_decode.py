@@ -1,17 +1,15 @@
 """A Responses API request -> the internal :class:`CompletionRequest` and the wire options.
 
 Sans-IO. ``input`` is decoded by :mod:`clawrap.protocol.responses._decode_input`;
-this module does the rest: tools (``function`` with ``strict``, ``custom`` with a
-free-form string input; hosted tools clawrap cannot run are left out and named in
-:attr:`ResponsesOptions.ignored_tools`, or refused when ``tool_choice`` needs them),
-``tool_choice``, ``text.format``, ``reasoning``, ``max_output_tokens`` and the
+``tools`` and ``tool_choice`` by :mod:`clawrap.protocol.responses._tools` (hosted
+tools clawrap cannot run are named in :attr:`ResponsesOptions.ignored_tools`); this
+module does the rest: ``text.format``, ``reasoning``, ``max_output_tokens`` and the
 fields accepted without effect. A continuation (``previous_response_id``) gets the
 stored conversation as a :class:`Prior` from the caller, which owns the store.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,29 +20,17 @@ from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.core._models import resolve_model
 from clawrap.core._request import (
     CompletionRequest,
-    NamedTool,
     ResponseFormat,
-    ToolChoice,
-    ToolSpec,
     Turn,
 )
 from clawrap.protocol.openai._decode import brief, validate_model
 from clawrap.protocol.responses._decode_input import decode_input, new_item_id
 from clawrap.protocol.responses._models import (
-    CustomTool,
-    FunctionTool,
     ResponsesBody,
     TextConfig,
 )
+from clawrap.protocol.responses._tools import decode_tool_choice, decode_tools
 
-_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_HOSTED_TYPE = re.compile(r"[a-z0-9_.-]{1,64}")  # it goes into a response header
-_DEFAULT_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
-_CUSTOM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"input": {"type": "string", "description": "The tool's whole input."}},
-    "required": ["input"],
-}
 _EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 _EFFORTS |= {"xhigh": "max", "max": "max"}
 _SUMMARIES = ("auto", "concise", "detailed")
@@ -98,133 +84,6 @@ class ResponsesOptions:
     system: tuple[str, ...] = ()
     generate: bool = True
     on_complete: Callable[[Outcome], None] | None = None
-
-
-# -- tools ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Tools:
-    specs: list[ToolSpec] = field(default_factory=list)
-    custom: set[str] = field(default_factory=set)
-    hosted: list[str] = field(default_factory=list)
-    namespaces: dict[str, str] = field(default_factory=dict)  # tool name -> its namespace
-
-    def names(self) -> set[str]:
-        return {s.name for s in self.specs}
-
-
-def _check_name(name: str, param: str, seen: set[str]) -> None:
-    if not _TOOL_NAME.fullmatch(name):
-        raise invalid_request(f"'{param}' must match ^[a-zA-Z0-9_-]{{1,64}}$.", param=param)
-    if name in seen:
-        raise invalid_request(f"Duplicate tool name {brief(name)}.", param=param)
-    seen.add(name)
-
-
-def _tools(raw: list[Any] | None) -> _Tools:
-    out = _Tools()
-    seen: set[str] = set()
-    for i, item in enumerate(raw or ()):
-        _tool(out, item, f"tools[{i}]", seen, None)
-    return out
-
-
-def _tool(out: _Tools, item: Any, param: str, seen: set[str], namespace: str | None) -> None:
-    kind = item.get("type") if isinstance(item, dict) else None
-    if not isinstance(kind, str):
-        raise invalid_request(f"'{param}.type' must be a string.", param=f"{param}.type")
-    if kind == "namespace" and namespace is None and isinstance(item, dict):
-        # A group of functions (Codex sends its sub-agent tools so); calls name the group.
-        name, inner = item.get("name"), item.get("tools")
-        if not isinstance(name, str) or not isinstance(inner, list):
-            raise invalid_request(
-                f"'{param}' must have a string 'name' and a 'tools' array.", param=param
-            )
-        for j, tool in enumerate(inner):
-            _tool(out, tool, f"{param}.tools[{j}]", seen, name)
-        return
-    if namespace is not None and kind in ("function", "custom"):
-        out.namespaces[str(item.get("name"))] = namespace
-    if kind == "function":
-        f = validate_model(FunctionTool, item, (param,))
-        _check_name(f.name, f"{param}.name", seen)
-        schema = f.parameters if f.parameters is not None else dict(_DEFAULT_PARAMETERS)
-        out.specs.append(ToolSpec(f.name, f.description or "", schema))
-    elif kind == "custom":
-        c = validate_model(CustomTool, item, (param,))
-        _check_name(c.name, f"{param}.name", seen)
-        description = c.description or ""
-        grammar = (c.format or {}).get("definition")
-        if isinstance(grammar, str) and grammar:
-            description += f"\n\nThe input must follow this grammar:\n{grammar}"
-        out.specs.append(ToolSpec(c.name, description.strip(), dict(_CUSTOM_SCHEMA)))
-        out.custom.add(c.name)
-    elif _HOSTED_TYPE.fullmatch(kind):
-        # A hosted tool (web_search, file_search, code_interpreter, mcp, ...): clawrap
-        # cannot run it, so the model is not offered it.
-        out.hosted.append(kind)
-    else:
-        raise invalid_request(f"Unknown tool type {brief(kind)}.", param=f"{param}.type")
-
-
-def _tool_choice(value: Any, tools: _Tools) -> tuple[ToolChoice, list[ToolSpec]]:
-    """The choice, and the tools offered (``allowed_tools`` narrows them)."""
-    specs = list(tools.specs)
-    if value is None or value == "auto":
-        return "auto", specs
-    if value == "none":
-        return "none", specs
-    if value == "required":
-        if not specs:
-            hosted = ", ".join(tools.hosted) or "none given"
-            raise invalid_request(
-                f"'tool_choice' is 'required' but no tool clawrap can run was given "
-                f"(hosted tools are not available here: {hosted}).",
-                param="tool_choice",
-            )
-        return "required", specs
-    kind = value.get("type") if isinstance(value, dict) else None
-    if not isinstance(kind, str):
-        raise invalid_request(
-            "'tool_choice' must be 'auto', 'none', 'required' or an object.", param="tool_choice"
-        )
-    assert isinstance(value, dict)
-    if kind in ("function", "custom"):
-        name = value.get("name")
-        if not isinstance(name, str):
-            raise invalid_request(
-                "Missing required parameter 'tool_choice.name'.", param="tool_choice.name"
-            )
-        if name not in tools.names():
-            raise invalid_request(
-                f"'tool_choice' names {brief(name)}, which is not a declared tool.",
-                param="tool_choice",
-            )
-        return NamedTool(name), specs
-    if kind == "allowed_tools":
-        mode = value.get("mode", "auto")
-        allowed = value.get("tools")
-        if mode not in ("auto", "required") or not isinstance(allowed, list):
-            raise invalid_request(
-                "'tool_choice' of type allowed_tools needs mode 'auto' or 'required' and tools.",
-                param="tool_choice",
-            )
-        names = {t.get("name") for t in allowed if isinstance(t, dict)}
-        others = [t.get("type") for t in allowed if isinstance(t, dict) and "name" not in t]
-        specs = [s for s in specs if s.name in names]
-        if mode == "required" and not specs:
-            raise _hosted_required(", ".join(str(h) for h in others) or "none given")
-        return ("required" if mode == "required" else "auto"), specs
-    raise _hosted_required(kind)
-
-
-def _hosted_required(names: str) -> ClawrapError:
-    return invalid_request(
-        f"'tool_choice' requires the hosted tool {brief(names)}, which clawrap cannot run; "
-        "only function and custom tools are available here.",
-        param="tool_choice",
-    )
 
 
 # -- the other options ---------------------------------------------------------------------
@@ -342,8 +201,8 @@ def decode_responses(
     _checks(req)
     model = resolve_model(req.model, settings)
     decoded = decode_input(req.input, settings)
-    tools = _tools(req.tools)
-    choice, specs = _tool_choice(req.tool_choice, tools)
+    tools = decode_tools(req.tools)
+    choice, specs = decode_tool_choice(req.tool_choice, tools)
     effort, summaries = _effort(req)
     chain_system = (*(prior.system if prior else ()), *decoded.system)
     system = "\n\n".join(t for t in (req.instructions, *chain_system) if t) or None
