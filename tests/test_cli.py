@@ -52,6 +52,19 @@ def test_values_the_server_cannot_run_with_are_refused_before_starting(
     assert "log format" in err and "max concurrency" in err
 
 
+def test_serve_warns_of_a_clawrap_variable_no_setting_reads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import clawrap.cli._main as cli_main
+
+    monkeypatch.setenv("CLAWRAP_MAX_CONCURENCY", "8")
+    monkeypatch.setattr(cli_main, "_serve", lambda settings: 0)
+    assert main(["serve"]) == 0
+    err = capsys.readouterr().err
+    assert "CLAWRAP_MAX_CONCURENCY is not a setting" in err
+    assert "CLAWRAP_MAX_CONCURRENCY" in err
+
+
 def test_default_settings_have_no_problems() -> None:
     assert settings_problems(Settings()) == []
 

@@ -285,3 +285,17 @@ def test_a_stored_login_warns_that_plain_requests_carry_the_clis_environment_not
 def test_an_oauth_token_needs_no_warning(tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path), "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-abcdefghijkl"}
     assert check_auth(Settings(config_dir=str(tmp_path)), env).status == "ok"
+
+
+def test_a_mistyped_clawrap_variable_is_named_with_the_setting_it_resembles() -> None:
+    from clawrap.cli._doctor import check_variables
+
+    (check,) = check_variables({"CLAWRAP_PROT": "9000", "CLAWRAP_PORT": "1", "HOME": "/"})
+    assert check.status == "warn"
+    assert "CLAWRAP_PROT" in check.detail and "CLAWRAP_PORT" in check.detail
+
+
+def test_known_clawrap_variables_raise_no_warning() -> None:
+    from clawrap.cli._doctor import check_variables
+
+    assert check_variables({"CLAWRAP_PORT": "1", "CLAWRAP_API_KEY": "x", "PATH": "/bin"}) == []

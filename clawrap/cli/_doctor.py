@@ -25,7 +25,7 @@ from typing import Any, Literal, TextIO
 
 from clawrap._version import __version__
 from clawrap.core._auth import LOGIN_HINT, cli_info, detect_auth
-from clawrap.core._config import Settings, SettingsError
+from clawrap.core._config import Settings, SettingsError, unknown_variables
 
 log = logging.getLogger("clawrap.doctor")
 
@@ -133,6 +133,14 @@ def check_data_dir(settings: Settings) -> Check:
         fix = "make it writable, or point CLAWRAP_DATA_DIR at a writable directory"
         return Check("Data directory", "fail", f"{path}: {exc.strerror or exc}", fix)
     return Check("Data directory", "ok", f"{path} (writable)")
+
+
+def check_variables(environ: Mapping[str, str]) -> list[Check]:
+    """``CLAWRAP_*`` variables no setting reads: a typo leaves a default in place unnoticed."""
+    return [
+        Check("Settings", "warn", f"{problem}; it is ignored", "fix or remove the variable")
+        for problem in unknown_variables(environ)
+    ]
 
 
 def is_loopback(host: str) -> bool:
@@ -324,6 +332,7 @@ def run_checks(
     else:
         checks.append(Check("Live request", "skip", "add --live to send one small real request"))
     checks += [check_port(settings), check_data_dir(settings), *check_settings(settings)]
+    checks += check_variables(environ)
     return checks
 
 

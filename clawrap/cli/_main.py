@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from clawrap._version import __version__
-from clawrap.core._config import Settings, SettingsError, accepts, env_name, flag_name
+from clawrap.core._config import (
+    Settings,
+    SettingsError,
+    accepts,
+    env_name,
+    flag_name,
+    unknown_variables,
+)
 
 HELP: dict[str, str] = {
     "host": "address to listen on (default 127.0.0.1: this machine only)",
@@ -153,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
     except SettingsError as exc:
         return _refuse(exc)
+    for problem in unknown_variables(os.environ):
+        print(f"clawrap: warning: {problem}; it is ignored", file=sys.stderr)
     return _serve(settings)
 
 

@@ -20,6 +20,7 @@ field to that.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -111,6 +112,22 @@ def env_name(field: str) -> str:
 
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CLAWRAP_*`` variables no setting reads (typos), each with the closest one, if any.
+
+    Settings ignore them; these words let the command line and ``doctor`` say so.
+    """
+    known = {env_name(name) for name in Settings.model_fields}
+    found = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        found.append(f"{name} is not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    return found
 
 
 class Settings(BaseSettings):
@@ -386,4 +403,5 @@ __all__ = [
     "default_data_dir",
     "env_name",
     "flag_name",
+    "unknown_variables",
 ]
