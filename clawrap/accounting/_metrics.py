@@ -95,8 +95,15 @@ class _Models(Collector):
         self.read = read
         self.label = label
 
+    def describe(self) -> Iterator[Metric]:
+        """The families without reading ``read()``: registering must not call it (it may
+        need the event loop)."""
+        return self._families({})
+
     def collect(self) -> Iterator[Metric]:
-        models = self.read()
+        return self._families(self.read())
+
+    def _families(self, models: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
         counters = {
             name: CounterMetricFamily(f"clawrap_model_{name}", text, labels=["model"])
             for name, text in MODEL_COUNTERS.items()
