@@ -344,7 +344,8 @@ class ResponsesRoutes:
 
     async def cancel(self, call: Call) -> None:
         response_id = call.params.get("id", "")
-        running = self.running.get(response_id)
+        # Taken out at once: a second cancel must not find it while the run winds down.
+        running = self.running.pop(response_id, None)
         if running is None:
             error = (
                 invalid_request(
