@@ -258,6 +258,8 @@ async def clawrap_server(
         port=0,
         pool_size=overrides.pop("pool_size", 1),
         upstream_retries=overrides.pop("upstream_retries", 0),
+        # Running requests at teardown end after as long as the old shutdown grace.
+        drain_seconds=overrides.pop("drain_seconds", 5.0),
         data_dir=tmp_path / "data",
         **overrides,
     )

@@ -17,7 +17,6 @@ import trio
 from procs import claude_children
 from scripted_backend import ScriptedBackend
 
-import clawrap.http._exchange as exchange
 from clawrap.cli._server import banner, hypercorn_config, offline_cli_env, serve
 from clawrap.core._config import Settings
 from clawrap.core._events import Finished, TextDelta, Usage
@@ -92,15 +91,14 @@ async def test_the_banner_says_where_to_connect(running: Running) -> None:
 
 
 async def test_shutdown_ends_a_running_stream_with_an_error_event(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(exchange, "SHUTDOWN_GRACE", 0.2)
     backend = ScriptedBackend([TextDelta("partial")], hang=True, ignore_halt=True)
     stop, stopped = trio.Event(), trio.Event()
 
     async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(
-            Settings(port=0, data_dir=tmp_path),
+            Settings(port=0, data_dir=tmp_path, drain_seconds=0.2),
             backend=backend,
             shutdown_trigger=stop.wait,
             out=None,

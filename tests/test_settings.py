@@ -54,6 +54,9 @@ BAD: dict[str, str] = {
     "cache_max_entries": "-1",
     "max_n": "0",
     "debug": "loud",
+    "trusted_proxies": "10.0.0.300",
+    "limits_url": "mongodb://db.example",
+    "drain_seconds": "-1",
 }
 # Free text or paths: any non-empty value is accepted (checked where it is used).
 UNCHECKED_TEXT = {
@@ -91,7 +94,12 @@ def test_a_bad_value_from_the_environment_names_the_variable_and_the_rule(name: 
     (problem,) = caught.value.problems
     line = str(problem)
     assert line.startswith(f"{env_name(name)}={BAD[name]!r}: ")
-    own_rule = ("cors origins must be", "model map entries are requested=served")
+    own_rule = (
+        "cors origins must be",
+        "model map entries are requested=served",
+        "trusted proxies are IP addresses",
+        "limits url must be",
+    )
     assert line.endswith(accepts(name)) or any(rule in line for rule in own_rule)
 
 

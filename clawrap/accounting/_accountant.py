@@ -27,7 +27,7 @@ from clawrap.accounting._limits import (
     remaining_budget,
 )
 from clawrap.accounting._metrics import Metrics
-from clawrap.core._errors import ClawrapError
+from clawrap.core._errors import ClawrapError, ErrorKind
 from clawrap.core._events import Usage
 
 MAX_MODEL_NAME = 100
@@ -126,8 +126,13 @@ class Accountant:
 
 
 def _error(refusal: Refusal) -> ClawrapError:
+    kind: ErrorKind = "rate_limit"
+    if refusal.status == 403:
+        kind = "permission"
+    elif refusal.status == 503:
+        kind = "overloaded"
     return ClawrapError(
-        "permission" if refusal.status == 403 else "rate_limit",
+        kind,
         f"{refusal.message} (limit: {refusal.limit})",
         status=refusal.status,
         code=refusal.limit,

@@ -5,9 +5,12 @@ Four kinds of limit, checked in this order, each refusal naming its limit:
 - ``models`` and ``agent`` (403): what the key may ask for at all.
 - ``requests_per_minute`` (429): a moving window of 60 s over the key's requests,
   kept by the ``limits`` package in a store that reads the clock it is given
-  (:class:`~clawrap.accounting._window_store.ClockedMemoryStorage`; any ``limits``
-  storage with moving-window support, such as Redis, can replace it to share the
-  windows between servers). Every admitted request counts, whatever happens next.
+  (:class:`~clawrap.accounting._window_store.ClockedMemoryStorage`), or in Redis
+  (``CLAWRAP_LIMITS_URL``, :func:`~clawrap.accounting._window_store.shared_storage`)
+  so that several servers share each key's window. Every admitted request counts,
+  whatever happens next. When the shared store cannot be reached, a key with a
+  per-minute limit is refused with a 503 (``limits_store``) rather than let through
+  unmetered.
 - ``tokens_per_day``, ``usd_per_day``, ``usd_per_month`` (429): what the key has used
   so far, from the usage ledger. Days and months are UTC. Tokens are input + output
   + cache writes (cache reads are not counted: they are cheap and come back every
@@ -20,19 +23,25 @@ Four kinds of limit, checked in this order, each refusal naming its limit:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from clawrap.accounting._keys import Identity
 from clawrap.accounting._window_store import ClockedMemoryStorage
 
+logger = logging.getLogger("clawrap.limits")
+
 # A key at its concurrency limit is told to come back after about this long.
 CONCURRENCY_RETRY_AFTER = 1.0
+# A request refused because the shared limits store is unreachable: come back after this.
+STORE_RETRY_AFTER = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +149,18 @@ class Limiter:
         if per_minute is None:
             return None
         item = self._items.setdefault(per_minute, RateLimitItemPerMinute(per_minute))
-        if self.window.hit(item, identity.name):
-            return None
-        reset = self.window.get_window_stats(item, identity.name).reset_time
+        try:
+            if self.window.hit(item, identity.name):
+                return None
+            reset = self.window.get_window_stats(item, identity.name).reset_time
+        except StorageError as exc:
+            logger.warning("the shared limits store failed: %s", exc.storage_error)
+            return Refusal(
+                "limits_store",
+                "The server cannot reach its shared rate-limit store; retry shortly.",
+                status=503,
+                retry_after=STORE_RETRY_AFTER,
+            )
         return Refusal(
             "requests_per_minute",
             f"The key {identity.name!r} sent more than {per_minute} requests in a minute.",

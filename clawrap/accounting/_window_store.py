@@ -4,8 +4,12 @@
 expire entries. This one keeps, per key, the times of the hits still inside the
 longest window asked for, prunes them as it goes, and reads time from the clock it
 is given (the server passes trio's, so tests can move time on a fake clock). Only
-the moving-window strategy is supported, which is the one clawrap uses. A shared
-store (``limits``' Redis or Memcached storages) can take its place unchanged.
+the moving-window strategy is supported, which is the one clawrap uses.
+
+:func:`shared_storage` opens ``limits``' Redis storage instead (``CLAWRAP_LIMITS_URL``),
+so several servers count each key's requests in one window. Its calls are short
+blocking round trips on the event loop's thread; they are bounded by
+:data:`REDIS_TIMEOUT` so an unreachable Redis costs a request a refusal, not a hang.
 """
 
 from __future__ import annotations
@@ -14,7 +18,34 @@ import bisect
 from collections.abc import Callable
 from typing import Any
 
-from limits.storage import MovingWindowSupport, Storage
+from limits.storage import MovingWindowSupport, Storage, storage_from_string
+
+# Seconds one Redis call (connecting included) may take before it counts as a failure.
+REDIS_TIMEOUT = 0.5
+
+
+class LimitsStoreError(Exception):
+    """The shared limits store cannot be used (no client library, a bad URL)."""
+
+
+def shared_storage(url: str) -> Storage:
+    """``limits``' moving-window storage at ``url`` (``redis://``, ``rediss://``,
+    ``redis+unix://``), failures wrapped as ``limits.errors.StorageError``."""
+    try:
+        storage = storage_from_string(
+            url,
+            wrap_exceptions=True,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+        )
+    except Exception as exc:  # limits raises ConfigurationError, redis ValueError
+        raise LimitsStoreError(
+            f"CLAWRAP_LIMITS_URL cannot be used: {exc} "
+            "(the Redis client installs with: pip install 'clawrap[redis]')"
+        ) from None
+    if not (isinstance(storage, Storage) and isinstance(storage, MovingWindowSupport)):
+        raise LimitsStoreError(f"CLAWRAP_LIMITS_URL names a store without moving windows: {url}")
+    return storage
 
 
 class ClockedMemoryStorage(Storage, MovingWindowSupport):
@@ -78,4 +109,4 @@ class ClockedMemoryStorage(Storage, MovingWindowSupport):
         self._hits.pop(key, None)
 
 
-__all__ = ["ClockedMemoryStorage"]
+__all__ = ["REDIS_TIMEOUT", "ClockedMemoryStorage", "LimitsStoreError", "shared_storage"]

@@ -1,11 +1,12 @@
 """Start and stop the server: hypercorn on trio, the backend, the offline model, the banner.
 
 :func:`serve` runs until SIGINT/SIGTERM (or a given ``shutdown_trigger``).
-Shutting down: hypercorn stops accepting connections, running requests get a
-short grace and then end with an error event and their terminator (see
-:data:`clawrap.http._exchange.SHUTDOWN_GRACE`), and finally the backend is closed
-under a shield, so no CLI process outlives the server. A second signal skips
-the grace.
+It drains first (:mod:`clawrap.http._drain`): ``/health`` says draining, new work
+is refused with a 503, running requests go on for up to ``CLAWRAP_DRAIN_SECONDS``.
+Then hypercorn stops accepting connections, requests still running end with an
+error event and their terminator, and finally the backend is closed under a
+shield, so no CLI process outlives the server. A second signal ends the drain;
+a third stops at once.
 
 With ``settings.offline`` the scripted model is served on a free loopback port
 in the same nursery and the CLI is pointed at it, with a throwaway config dir
@@ -28,6 +29,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from functools import partial
@@ -40,6 +42,8 @@ from clawrap._version import __version__
 from clawrap.accounting._accountant import Accountant
 from clawrap.accounting._keys import KeyRing, KeysFileError
 from clawrap.accounting._ledger import Ledger, LedgerError
+from clawrap.accounting._limits import Limiter
+from clawrap.accounting._window_store import LimitsStoreError, shared_storage
 from clawrap.agent._mcp_registry import McpRegistry
 from clawrap.agent._mode import check_agent_roots
 from clawrap.cli._listen import serve_bounded
@@ -148,10 +152,28 @@ async def _first_signal(signals: Any) -> None:
         return
 
 
-async def _second_signal(signals: Any, shutdown: trio.Event, fast: trio.CancelScope) -> None:
-    """A second SIGINT/SIGTERM during shutdown skips the grace of running requests."""
-    await shutdown.wait()
+async def _drain(app: App, limit: float) -> None:
+    """Refuse new work and wait up to ``limit`` seconds for the running requests."""
+    app.begin_drain()
+    if app.drain.active:
+        logger.info(
+            "draining: %d request(s) in progress, up to %g s (CLAWRAP_DRAIN_SECONDS)",
+            app.drain.active,
+            limit,
+        )
+    if not await app.drain.wait(limit):
+        logger.info("drain over: ending %d request(s) still running", app.drain.active)
+
+
+async def _second_signal(signals: Any, app: App, fast: trio.CancelScope) -> None:
+    """A second SIGINT/SIGTERM ends the drain (running requests end with an error event);
+    one more during shutdown stops at once."""
+    await app.drain.draining.wait()
     async for signum in signals:
+        if not app.shutdown.is_set():
+            logger.info("%s received again: ending the drain", signal.Signals(signum).name)
+            app.drain.skip()
+            continue
         logger.info("%s received again: stopping now", signal.Signals(signum).name)
         fast.cancel()
         return
@@ -202,13 +224,24 @@ def usage_db_path(settings: Settings) -> str:
 
 
 def open_accountant(settings: Settings) -> Accountant:
-    """The server's keys, limits, ledger and metrics; SystemExit naming a bad file."""
+    """The server's keys, limits, ledger and metrics; SystemExit naming a bad file.
+
+    With ``settings.limits_url`` the per-minute windows live in that shared store (on
+    the wall clock, which every server reads alike); one that does not answer now is
+    a warning, not a stop: it may come up after this server.
+    """
     try:
         keys = KeyRing.load(settings.api_key, settings.keys_file)
+        limiter = None
+        if settings.limits_url:
+            storage = shared_storage(settings.limits_url)
+            if not storage.check():
+                logger.warning("the limits store at CLAWRAP_LIMITS_URL does not answer yet")
+            limiter = Limiter(time.time, storage)
         ledger = Ledger(usage_db_path(settings))
-    except (KeysFileError, LedgerError) as exc:
+    except (KeysFileError, LedgerError, LimitsStoreError) as exc:
         raise SystemExit(f"clawrap: {exc}") from None
-    return Accountant(keys, ledger, clock=trio.current_time)
+    return Accountant(keys, ledger, clock=trio.current_time, limiter=limiter)
 
 
 async def _serve(
@@ -241,6 +274,8 @@ async def _serve(
                 store.on_removed(backend.sessions_removed)
             try:
                 app = create_app(settings, backend, mcp=mcp, sessions=store, accountant=accountant)
+                # Running requests get the drain before the shutdown, and no grace after it.
+                app.shutdown_grace = 0.0
                 # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.
                 asgi_app: Any = app
                 fast = trio.CancelScope()
@@ -251,10 +286,11 @@ async def _serve(
                             await shutdown_trigger()
                         else:
                             await _first_signal(signals)
+                        await _drain(app, settings.drain_seconds)
                         app.begin_shutdown()
 
                     if signals is not None:
-                        background.start_soon(_second_signal, signals, app.shutdown, fast)
+                        background.start_soon(_second_signal, signals, app, fast)
 
                     async with trio.open_nursery() as web:
                         bound: list[str] = await web.start(

@@ -21,6 +21,7 @@ field to that.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -43,6 +44,8 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "CLAWRAP_"
+# Shared stores of the per-minute windows: the ``limits`` package's Redis storages.
+LIMITS_SCHEMES = ("redis", "rediss", "redis+unix")
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
@@ -150,6 +153,8 @@ class Settings(BaseSettings):
     metrics_key: str | None = None  # a key that may read GET /metrics and nothing else
     allowed_hosts: tuple[Name, ...] = ()
     cors_origins: tuple[Name, ...] = ()
+    # Balancers whose X-Forwarded-For / X-Forwarded-Host / Forwarded headers are believed.
+    trusted_proxies: tuple[Name, ...] = ()
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     debug: bool = False  # enables POST /v1/debug/request
@@ -208,6 +213,10 @@ class Settings(BaseSettings):
     session_db: str | None = None  # default: <data_dir>/sessions.sqlite3
     usage_db: str | None = None  # default: <data_dir>/usage.sqlite3
 
+    # -- several instances
+    limits_url: str | None = None  # shared store of the per-minute windows (redis://...)
+    drain_seconds: SecondsOrOff = 30.0  # on SIGTERM, how long running requests may go on
+
     # -- stored Responses API responses (<data_dir>/responses.sqlite3)
     response_ttl: Seconds = 3600.0  # seconds a stored response may sit unused
     response_store_mb: AtLeastOne = 256  # total size bound; the least recently used go first
@@ -264,6 +273,28 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"cors origins must be * or scheme://host[:port] with no path, not {origin!r}"
                 )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted proxies are IP addresses or networks (10.0.0.0/8), not {entry!r}"
+                ) from None
+        return value
+
+    @field_validator("limits_url")
+    @classmethod
+    def _limits_url(cls, value: str | None) -> str | None:
+        if value is not None and value.partition("://")[0].lower() not in LIMITS_SCHEMES:
+            raise ValueError(
+                "limits url must be redis://host[:port][/db], rediss://... or "
+                "redis+unix:///path (or unset: in memory)"
+            )
         return value
 
     @model_validator(mode="wrap")

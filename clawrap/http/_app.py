@@ -60,10 +60,18 @@ from clawrap.http._asgi import (
     send_bytes,
     send_json,
 )
-from clawrap.http._exchange import Sessions, client_gone, internal_error, run_exchange
+from clawrap.http._drain import WORK_ROUTES, Drain, draining_error
+from clawrap.http._exchange import (
+    SHUTDOWN_GRACE,
+    Sessions,
+    client_gone,
+    internal_error,
+    run_exchange,
+)
 from clawrap.http._health_routes import HealthRoutes, login_state
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._ops_routes import OpsRoutes, ToolStats
+from clawrap.http._proxies import TrustedProxies
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._response_cache import HIT_HEADER, Capture, ResponseCache, cache_key, wants_cache
 from clawrap.http._responses_routes import ResponsesRoutes
@@ -134,8 +142,12 @@ class App:
         accountant.metrics.watch(self._load)
         # Model labels of the metrics: the served models, anything else is "other".
         self.known_models = {*advertised_models(settings), *ALIASES}
-        # Set when the server begins to shut down: running exchanges end after a grace.
+        # Set when the server begins to shut down: running exchanges end after a grace
+        # (none when the server drained first: serve() sets it to 0).
         self.shutdown = trio.Event()
+        self.shutdown_grace = SHUTDOWN_GRACE
+        self.drain = Drain()
+        self.proxies = TrustedProxies(settings.trusted_proxies)
         self.started_at = int(time.time())
         self.info = InfoRoutes(settings, backend, mcp, self.sessions, self.started_at)
         # Stored responses: given (tests), or opened at start-up and closed at shutdown.
@@ -165,6 +177,7 @@ class App:
             **self.ops.routes(),
             ("GET", "/v1/cache/stats"): self._cache_stats,
             ("POST", "/v1/cache/clear"): self._cache_clear,
+            ("GET", "/health"): self._health,
         }
         self.methods: dict[str, list[str]] = {}
         for method, path in self.routes:
@@ -179,8 +192,19 @@ class App:
         """A model's metrics label: a served model's own name, anything else "other"."""
         return model if model in self.known_models else "other"
 
+    def begin_drain(self) -> None:
+        """Refuse new work and report draining on /health (:mod:`clawrap.http._drain`)."""
+        self.drain.begin()
+
     def begin_shutdown(self) -> None:
+        self.drain.begin()
         self.shutdown.set()
+
+    async def _health(self, call: Call) -> None:
+        if self.drain.draining.is_set():
+            await send_json(call.send, 503, {"status": "draining"}, [("retry-after", "1")])
+            return
+        await self.info.health(call)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -190,16 +214,18 @@ class App:
             await self._lifespan(receive, send)
         elif kind == "websocket":
             path = canonical_path(str(scope.get("path", "/")))
-            await serve_socket(
-                scope,
-                receive,
-                send,
-                settings=self.settings,
-                keys=self.accountant.keys,
-                routes=self.responses,
-                path=path,
-                shutdown=self.shutdown,
-            )
+            with self.drain.work():
+                await serve_socket(
+                    scope,
+                    receive,
+                    send,
+                    settings=self.settings,
+                    keys=self.accountant.keys,
+                    routes=self.responses,
+                    path=path,
+                    shutdown=self.drain.draining,
+                    proxies=self.proxies,
+                )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -224,10 +250,11 @@ class App:
     # -- dispatch ------------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request.from_scope(scope)
+        request = self.proxies.apply(Request.from_scope(scope), scope)
         record = RequestRecord(
             request.method, request.path, request_id(request.headers.get("x-request-id"))
         )
+        record.client = request.client
         raw_headers = list(scope.get("headers") or ())
         framing = wire.check_version(str(scope.get("http_version", "1.1"))) or (
             wire.check_header_size(
@@ -271,10 +298,11 @@ class App:
             request, receive, tracked_send, record, path, error_shape(path, request.headers)
         )
         try:
-            if framing is not None:
-                await send_error(call, framing)
-            else:
-                await self._dispatch(call)
+            with self.drain.work():
+                if framing is not None:
+                    await send_error(call, framing)
+                else:
+                    await self._dispatch(call)
         except ClientDisconnected:
             record.disconnected = True
         except Exception:
@@ -335,6 +363,9 @@ class App:
                 code="method_not_allowed",
             )
             await send_error(call, error, [("allow", ", ".join([*allowed, "OPTIONS"]))])
+            return
+        if self.drain.draining.is_set() and (method, route) in WORK_ROUTES:
+            await send_error(call, draining_error())
             return
         identity = security.authenticate(
             self.accountant.keys, self.settings, method, route, headers
@@ -509,6 +540,7 @@ class App:
             account=run,
             retries=self.retries,
             tool_stats=self.tool_stats,
+            shutdown_grace=self.shutdown_grace,
         )
 
     async def _read(self, call: Call) -> bytes:

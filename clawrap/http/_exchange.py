@@ -72,7 +72,8 @@ HALT_LIMIT = HALT_GRACE + 1.0
 KEEPALIVE_INTERVAL = 15.0
 # Bound on writing the final error: a client that stopped reading must not hold the request.
 FINAL_WRITE_LIMIT = 5.0
-# On server shutdown, how long a running request may go on before it is ended with an error.
+# On shutdown without a drain first (an embedding server's lifespan), how long a running
+# request may go on before it is ended with an error; clawrap's own server drains instead.
 SHUTDOWN_GRACE = 5.0
 # Suggested wait when every run slot stayed busy for the whole queue timeout.
 QUEUE_RETRY_AFTER = 2.0
@@ -135,8 +136,10 @@ class Exchange:
         account: Run | None = None,
         retries: UpstreamRetries | None = None,
         tool_stats: ToolStatsSink | None = None,
+        shutdown_grace: float | None = None,
     ) -> None:
         self.retries = retries
+        self.shutdown_grace = shutdown_grace
         self.tool_stats = tool_stats
         self.receive = receive
         self.account = account
@@ -202,9 +205,10 @@ class Exchange:
 
     async def _watch_shutdown(self, shutdown: trio.Event) -> None:
         await shutdown.wait()
-        if self.running:
+        grace = SHUTDOWN_GRACE if self.shutdown_grace is None else self.shutdown_grace
+        if self.running and grace > 0:
             # The request nursery cancels this sleep when the request ends within the grace.
-            await trio.sleep(SHUTDOWN_GRACE)
+            await trio.sleep(grace)
         self.shut_down = True
         self.work_scope.cancel()
 
@@ -450,8 +454,12 @@ async def run_exchange(
     account: Run | None = None,
     retries: UpstreamRetries | None = None,
     tool_stats: ToolStatsSink | None = None,
+    shutdown_grace: float | None = None,
 ) -> None:
     """Run one decoded completion request and write its response.
+
+    ``shutdown_grace``: how long a running request may go on once ``shutdown`` is set
+    (default :data:`SHUTDOWN_GRACE`; 0 when the server drained before shutting down).
 
     ``sessions``: the server's session store and locks; without them a request
     naming a session is answered with a 501. ``retries``: retry, fallback and the
@@ -478,6 +486,7 @@ async def run_exchange(
         account=account,
         retries=retries,
         tool_stats=tool_stats,
+        shutdown_grace=shutdown_grace,
     )
     await exchange.run()
 

@@ -53,6 +53,7 @@ class RequestRecord:
     first_token: float | None = None  # trio time of the first content event
     error: str | None = None  # error kind, when the request failed
     disconnected: bool = False
+    client: str | None = None  # the client's address (as trusted proxies tell it)
 
     def mark_first_token(self) -> None:
         if self.first_token is None:

@@ -26,6 +26,7 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.http import _security as security
 from clawrap.http._asgi import Message, Receive, Request, Scope, Send, dump_json, too_large
+from clawrap.http._proxies import TrustedProxies
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._responses_routes import ResponsesRoutes, SocketMemory
 from clawrap.protocol.openai._encode import error_object
@@ -150,11 +151,15 @@ def _identity(
 async def serve_socket(
     scope: Scope, receive: Receive, send: Send, *, settings: Settings, keys: KeyRing,
     routes: ResponsesRoutes, path: str, shutdown: trio.Event,
+    proxies: TrustedProxies | None = None,
 ) -> None:  # fmt: skip
     """Serve one WebSocket connection on ``path`` (canonical, with ``/v1``) until the client
     closes it or, between responses, the server shuts down. ``keys``: the server's API keys;
-    each response runs as the key the socket was opened with."""
+    each response runs as the key the socket was opened with. ``shutdown``: the server
+    is draining (or stopping); ``proxies``: whose forwarding headers to believe."""
     request = Request.from_scope(scope)
+    if proxies is not None:
+        request = proxies.apply(request, scope)
     first = await receive()
     if first.get("type") != "websocket.connect":
         return
