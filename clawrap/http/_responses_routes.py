@@ -7,7 +7,9 @@ to the backend, so a continuation whose earlier turns a live CLI process holds
 is served by that process with only the new input, as for any resent history.
 A response that ends is held by the store before its last event is written and
 stored once the exchange is over. Hosted tools left out are named in an
-``x-clawrap-ignored-tools`` header and logged.
+``x-clawrap-ignored-tools`` header and logged. The response's id is also sent
+as the ``x-clawrap-response-id`` header, before any of the body, so a balancer
+can pin the next ``previous_response_id`` to this instance (``contrib/haproxy``).
 
 ``GET /v1/responses/{id}``, ``DELETE /v1/responses/{id}``,
 ``GET /v1/responses/{id}/input_items`` and ``POST /v1/responses/{id}/cancel``
@@ -59,6 +61,7 @@ logger = logging.getLogger("clawrap.responses")
 
 PREFIX = "/v1/responses/"
 IGNORED_TOOLS_HEADER = "x-clawrap-ignored-tools"
+RESPONSE_ID_HEADER = "x-clawrap-response-id"
 # Bound on writing a finished response to the store (a local SQLite write).
 STORE_LIMIT = 10.0
 
@@ -181,6 +184,7 @@ class ResponsesRoutes:
                 memory.last = Prior(options.response_id, turns, options.system)
 
         options = replace(options, on_complete=complete)
+        send = _with_header(send, RESPONSE_ID_HEADER, options.response_id)
         if options.ignored_tools:
             logger.info(
                 "response %s: hosted tools left out: %s",
