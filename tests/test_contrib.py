@@ -101,3 +101,59 @@ def test_systemd_unit_parses_and_runs_clawrap_serve() -> None:
     exec_start = unit["Service"]["ExecStart"]
     assert "clawrap serve" in exec_start and ".config/clawrap/api-key" in exec_start
     assert unit["Install"]["WantedBy"] == "default.target"
+
+
+HAPROXY = CONTRIB / "haproxy"
+
+
+def test_the_haproxy_config_routes_by_the_keys_clients_send() -> None:
+    text = (HAPROXY / "haproxy.cfg").read_text(encoding="utf-8")
+    for needed in (
+        "option http-buffer-request",
+        "req.hdr(x-session-id)",
+        "req.body,json_query('$.session_id')",
+        "req.body,json_query('$.previous_response_id')",
+        "balance hash var(txn.route)",
+        "hash-type consistent",
+        "stick store-response res.hdr(x-session-id)",
+        "stick store-response res.hdr(x-clawrap-response-id)",
+        "option httpchk GET /health",
+        "option forwardfor",
+    ):
+        assert needed in text, needed
+
+
+def test_the_haproxy_config_is_valid_where_haproxy_is_installed(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed")
+    env = {**os.environ, "CLAWRAP_A": "127.0.0.1:1", "CLAWRAP_B": "127.0.0.1:2"}
+    checked = subprocess.run(
+        ["haproxy", "-c", "-f", str(HAPROXY / "haproxy.cfg")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_compose_file_runs_two_instances_on_shared_stores() -> None:
+    if not HAVE_YAML:
+        pytest.skip("PyYAML is not installed")
+    import yaml
+
+    data = yaml.safe_load((HAPROXY / "compose.yaml").read_text(encoding="utf-8"))
+    services = data["services"]
+    assert set(services) == {"clawrap-a", "clawrap-b", "haproxy", "postgres", "redis"}
+    proxy_ip = services["haproxy"]["networks"]["clawrap"]["ipv4_address"]
+    for name in ("clawrap-a", "clawrap-b"):
+        env = services[name]["environment"]
+        assert env["CLAWRAP_DATABASE_URL"].startswith("postgresql://")
+        assert env["CLAWRAP_LIMITS_URL"].startswith("redis://redis:")
+        assert env["CLAWRAP_TRUSTED_PROXIES"] == proxy_ip
+    mounted = services["haproxy"]["volumes"][0]
+    assert mounted.startswith("./haproxy.cfg:")
