@@ -79,7 +79,8 @@ def hypercorn_config(settings: Settings) -> Any:
     # pools, so a client never reuses a connection the server is closing.
     config.keep_alive_timeout = settings.header_timeout
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
-    # Running requests get SHUTDOWN_GRACE, then FINAL_WRITE_LIMIT to write their error event.
+    # Running requests had the drain before hypercorn stops; an embedding that sets no
+    # drain gives them SHUTDOWN_GRACE, then FINAL_WRITE_LIMIT to write their error event.
     config.graceful_timeout = SHUTDOWN_GRACE + FINAL_WRITE_LIMIT + 1.0
     # No read timeout: a client streaming a long reply sends nothing for minutes, legitimately.
     config.read_timeout = None
