@@ -153,3 +153,44 @@ async def test_a_draining_app_refuses_work_in_each_shape_and_says_so_on_health()
     messages = await call(app, "POST", "/v1/messages", json_body={})
     assert messages.status == 503 and messages.json()["error"]["type"] == "overloaded_error"
     assert (await call(app, "GET", "/v1/models")).status == 200
+
+
+def test_trusting_every_address_is_warned_about() -> None:
+    from clawrap.http._security import unsafe_settings_warnings
+
+    assert any(
+        "trusts every address" in w
+        for w in unsafe_settings_warnings(Settings(trusted_proxies=("0.0.0.0/0",)))
+    )
+    assert unsafe_settings_warnings(Settings(trusted_proxies=("10.0.0.5",))) == []
+
+
+async def test_a_new_websocket_while_draining_is_refused_at_the_handshake() -> None:
+    import trio
+
+    app = _app()
+    app.begin_drain()
+    sent: list[dict[str, object]] = []
+    incoming = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, object]:
+        if incoming:
+            return incoming.pop()
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/v1/responses",
+        "headers": [(b"host", b"127.0.0.1:8000")],
+        "client": ("127.0.0.1", 50000),
+        "extensions": {"websocket.http.response": {}},
+    }
+    with trio.fail_after(10):
+        await app(scope, receive, send)
+    assert sent[0]["type"] == "websocket.http.response.start"
+    assert sent[0]["status"] == 503
+    assert b"server_draining" in sent[1]["body"]  # type: ignore[operator]

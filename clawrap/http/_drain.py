@@ -2,9 +2,11 @@
 
 On the first SIGTERM (or SIGINT) the server drains before it stops listening:
 ``GET /health`` answers 503 ``{"status": "draining"}`` so a balancer stops sending,
-new completion requests (Chat Completions, Messages, Responses, and new responses
-on an open WebSocket) are refused with a 503 and ``retry-after`` in their own
-protocol's error shape, and requests already running go on. Once none is left,
+new completion requests (Chat Completions, Messages, Responses, the deep health
+check) are refused with a 503 and ``retry-after`` in their own protocol's error
+shape, and requests already running go on. A Responses WebSocket is closed
+(1001, going away) once its running response is over, and a new one is refused
+at the handshake with the same 503. Once none is left,
 or ``CLAWRAP_DRAIN_SECONDS`` have passed, or a second signal came, the server
 shuts down: running streams end at once with an error event
 (``server_shutting_down``) and their terminator, and the backend stops every CLI

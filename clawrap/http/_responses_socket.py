@@ -26,6 +26,7 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.http import _security as security
 from clawrap.http._asgi import Message, Receive, Request, Scope, Send, dump_json, too_large
+from clawrap.http._drain import draining_error
 from clawrap.http._proxies import TrustedProxies
 from clawrap.http._request_log import RequestRecord, log_request, request_id
 from clawrap.http._responses_routes import ResponsesRoutes, SocketMemory
@@ -164,6 +165,8 @@ async def serve_socket(
     if first.get("type") != "websocket.connect":
         return
     identity = _identity(settings, keys, request, path)
+    if shutdown.is_set() and not isinstance(identity, ClawrapError):
+        identity = draining_error()  # a new socket while draining: refused at the handshake
     if isinstance(identity, ClawrapError):
         refusal = identity
         record = RequestRecord("WEBSOCKET", request.path, request_id(None))

@@ -296,6 +296,11 @@ def unsafe_settings_warnings(settings: Settings) -> list[str]:
             "CLAWRAP_CORS_ORIGINS includes '*': any web page you visit may call this server"
             + ("." if settings.api_key else " without a key. Set CLAWRAP_API_KEY.")
         )
+    if any(entry.strip().endswith("/0") for entry in settings.trusted_proxies):
+        warnings.append(
+            "CLAWRAP_TRUSTED_PROXIES trusts every address: any client can set the address "
+            "and Host it is taken for with X-Forwarded-* headers."
+        )
     if "*" in settings.allowed_hosts:
         warnings.append("CLAWRAP_ALLOWED_HOSTS includes '*': DNS rebinding protection is off.")
     return warnings
