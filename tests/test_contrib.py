@@ -119,6 +119,8 @@ def test_the_haproxy_config_routes_by_the_keys_clients_send() -> None:
         "stick store-response res.hdr(x-clawrap-response-id)",
         "option httpchk GET /health",
         "option forwardfor",
+        "http-request del-header Forwarded",
+        "http-request set-header X-Forwarded-Host",
     ):
         assert needed in text, needed
 

@@ -142,6 +142,10 @@ def test_an_unreachable_store_refuses_keyed_requests_with_a_503() -> None:
     assert refusal is not None
     assert (refusal.limit, refusal.status) == ("limits_store", 503)
     assert refusal.retry_after is not None
+    # Within the pause after a failure the store is not asked: refused the same way.
+    limiter.window = None  # type: ignore[assignment]  # would fail if it were used
+    again = limiter.hit_rate(Identity("team", limits=KeyLimits(requests_per_minute=5)))
+    assert again is not None and again.limit == "limits_store"
     # A key without a per-minute limit never asks the store.
     assert limiter.hit_rate(Identity("free")) is None
 

@@ -10,7 +10,8 @@ Four kinds of limit, checked in this order, each refusal naming its limit:
   so that several servers share each key's window. Every admitted request counts,
   whatever happens next. When the shared store cannot be reached, a key with a
   per-minute limit is refused with a 503 (``limits_store``) rather than let through
-  unmetered.
+  unmetered, and the store is not asked again for :data:`STORE_RETRY_AFTER` seconds
+  (each try blocks the event loop up to its timeout).
 - ``tokens_per_day``, ``usd_per_day``, ``usd_per_month`` (429): what the key has used
   so far, from the usage ledger. Days and months are UTC. Tokens are input + output
   + cache writes (cache reads are not counted: they are cheap and come back every
@@ -130,6 +131,15 @@ def remaining_budget(identity: Identity, spent: Spent) -> float | None:
     return max(0.0, min(left)) if left else None
 
 
+def _store_refusal(retry_after: float) -> Refusal:
+    return Refusal(
+        "limits_store",
+        "The server cannot reach its shared rate-limit store; retry shortly.",
+        status=503,
+        retry_after=retry_after,
+    )
+
+
 class Limiter:
     """The limits that live in memory: requests per minute and runs in progress.
 
@@ -142,6 +152,7 @@ class Limiter:
         self.window = MovingWindowRateLimiter(storage or ClockedMemoryStorage(clock))
         self.running: Counter[str] = Counter()
         self._items: dict[int, RateLimitItemPerMinute] = {}
+        self._store_down_until = float("-inf")
 
     def hit_rate(self, identity: Identity) -> Refusal | None:
         """Count one request against the key's requests per minute; refuse past it."""
@@ -149,18 +160,17 @@ class Limiter:
         if per_minute is None:
             return None
         item = self._items.setdefault(per_minute, RateLimitItemPerMinute(per_minute))
+        if self.clock() < self._store_down_until:
+            # A store that just failed is not asked again for a while: each try blocks.
+            return _store_refusal(self._store_down_until - self.clock())
         try:
             if self.window.hit(item, identity.name):
                 return None
             reset = self.window.get_window_stats(item, identity.name).reset_time
         except StorageError as exc:
             logger.warning("the shared limits store failed: %s", exc.storage_error)
-            return Refusal(
-                "limits_store",
-                "The server cannot reach its shared rate-limit store; retry shortly.",
-                status=503,
-                retry_after=STORE_RETRY_AFTER,
-            )
+            self._store_down_until = self.clock() + STORE_RETRY_AFTER
+            return _store_refusal(STORE_RETRY_AFTER)
         return Refusal(
             "requests_per_minute",
             f"The key {identity.name!r} sent more than {per_minute} requests in a minute.",

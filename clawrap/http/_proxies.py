@@ -15,6 +15,10 @@ hop, which is the most that can be vouched for. ``Forwarded`` wins over the
 ``Host`` for the Host check (DNS rebinding) and the same-origin test; one that is
 not a host name goes through that check like any bad ``Host`` and is refused.
 
+A trusted proxy must therefore write these headers itself: append the address
+it was connected from to ``X-Forwarded-For``, and set (not pass on) the host
+header it uses; a client's own ``Forwarded`` passed through would be believed.
+
 The resolved client address goes into the request log line (``client=``); key
 limits count per key, wherever the key comes from.
 """
