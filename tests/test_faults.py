@@ -355,6 +355,32 @@ async def test_shutting_down_while_a_request_waits_on_a_hung_cli_leaves_nothing(
     await nothing_left()
 
 
+@pytest.mark.clawrap(
+    cli_path=fake("hang.py"), pool_size=0, cli_start_timeout=300.0, max_concurrency=2
+)
+async def test_shutting_down_while_n_choices_wait_on_hung_clis_ends_them_too(
+    clawrap_server: Clawrap,
+) -> None:
+    outcome: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await in_thread(lambda: complete(clawrap_server, "hello", n=2))
+        except Exception as exc:
+            outcome.append(exc)
+
+    with trio.fail_after(TEST_LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            await wait_until(lambda: len(fake_pids("hang.py")) == 2)
+            await clawrap_server.shutdown()
+    [exc] = outcome
+    assert isinstance(exc, openai.APIStatusError)
+    assert exc.status_code == 503
+    assert error_of(exc)["code"] == "server_shutting_down"
+    await nothing_left()
+
+
 @pytest.mark.clawrap(cli_path=fake("hang.py"), pool_size=1, cli_start_timeout=300.0)
 async def test_shutting_down_while_a_warm_process_hangs_at_start_leaves_nothing(
     clawrap_server: Clawrap,

@@ -466,6 +466,8 @@ class App:
                 record=call.record,
                 retries=self.retries,
                 account=run,
+                shutdown=self.shutdown,
+                shutdown_grace=self.shutdown_grace,
             )
             return
         await self._one_exchange(

@@ -36,6 +36,7 @@ from clawrap.http._exchange import (
     FINAL_WRITE_LIMIT,
     KEEPALIVE_INTERVAL,
     QUEUE_RETRY_AFTER,
+    SHUTDOWN_GRACE,
     internal_error,
 )
 from clawrap.http._request_log import RequestRecord
@@ -209,10 +210,14 @@ async def run_choices(
     record: RequestRecord | None = None,
     retries: UpstreamRetries | None = None,
     account: Run | None = None,
+    shutdown: trio.Event | None = None,
+    shutdown_grace: float = SHUTDOWN_GRACE,
 ) -> None:
     """Run ``options.n`` choices of ``request`` and write the one response.
 
-    ``account``: the key's run, given the summed usage and the outcome at the end."""
+    ``account``: the key's run, given the summed usage and the outcome at the end.
+    ``shutdown``: once set, the choices may go on for ``shutdown_grace`` seconds (0 after
+    a drain), then end with a ``server_shutting_down`` error, as a single exchange does."""
     if record is not None:
         record.model = request.requested_model
         record.stream = request.stream
@@ -225,17 +230,37 @@ async def run_choices(
             record.disconnected = True
         scope.cancel()
 
+    work = trio.CancelScope()
+    shut_down = False
+
+    async def watch_shutdown(event: trio.Event) -> None:
+        nonlocal shut_down
+        await event.wait()
+        if shutdown_grace > 0:
+            await trio.sleep(shutdown_grace)  # cancelled with the nursery when the work ends
+        shut_down = True
+        work.cancel()
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_disconnect, nursery.cancel_scope)
+        if shutdown is not None:
+            nursery.start_soon(watch_shutdown, shutdown)
         error: ClawrapError | None = None
         limit = settings.request_timeout
-        with trio.move_on_after(limit) as deadline:
+        with trio.move_on_after(limit) as deadline, work:
             try:
                 error = await choices.work()
             except Exception:
                 logger.exception("n-choice exchange failed")
                 error = internal_error(record.request_id if record is not None else None)
-        if deadline.cancelled_caught:
+        if work.cancelled_caught and shut_down:
+            error = ClawrapError(
+                "overloaded",
+                "The server is shutting down; retry the request.",
+                code="server_shutting_down",
+                retry_after=QUEUE_RETRY_AFTER,
+            )
+        elif deadline.cancelled_caught:
             error = ClawrapError(
                 "timeout",
                 f"The request ran past the server's limit of {limit:g} s "
