@@ -19,16 +19,27 @@ from importlib import metadata
 
 import trio
 
-from . import _behaviour, _latency, _responses
+from . import _behaviour, _latency, _responses, _tool_loop
 from ._client import stream_openai
 from ._procs import Watcher
 from ._stack import Stack, offline_env
 from ._stats import emit, note
 from ._target import Target
 
-SCENARIOS = ("overhead", "stream", "floor", "load", "drop", "cost", "chat", "responses")
+SCENARIOS = (
+    "overhead",
+    "stream",
+    "floor",
+    "load",
+    "drop",
+    "cost",
+    "chat",
+    "responses",
+    "loop",
+)
 WARM_LIMIT = 30.0
 WARM_ROUNDS = 4
+SETTINGS = ("max-concurrency", "pool-size", "pool-max", "pool-parked", "tool-wait")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=SCENARIOS,
         help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})",
     )
-    for name in ("max-concurrency", "pool-size", "pool-max", "pool-parked"):
+    for name in SETTINGS:
         parser.add_argument(
             f"--{name}",
             type=int,
@@ -71,7 +82,7 @@ def _scenario_list(raw: str) -> tuple[str, ...]:
 
 def server_settings(args: argparse.Namespace) -> dict[str, str]:
     out = {}
-    for name in ("max_concurrency", "pool_size", "pool_max", "pool_parked"):
+    for name in (s.replace("-", "_") for s in SETTINGS):
         value = getattr(args, name)
         if value is not None:
             out[f"CLAWRAP_{name.upper()}"] = str(value)
@@ -183,6 +194,7 @@ async def run_scenarios(target: Target, only: Sequence[str]) -> None:
         "cost": lambda: _behaviour.upstream_cost(target),
         "chat": lambda: _behaviour.conversation(target),
         "responses": lambda: _responses.responses_scenarios(target),
+        "loop": lambda: _tool_loop.tool_loop(target),
     }
     for name in SCENARIOS:
         if name not in only:
