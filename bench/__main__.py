@@ -19,7 +19,7 @@ from importlib import metadata
 
 import trio
 
-from . import _behaviour, _latency, _responses, _tool_loop
+from . import _behaviour, _latency, _prompts, _responses, _tool_loop
 from ._client import stream_openai
 from ._procs import Watcher
 from ._stack import Stack, offline_env
@@ -36,10 +36,19 @@ SCENARIOS = (
     "chat",
     "responses",
     "loop",
+    "prompts",
 )
 WARM_LIMIT = 30.0
 WARM_ROUNDS = 4
-SETTINGS = ("max-concurrency", "pool-size", "pool-max", "pool-parked", "tool-wait")
+# clawrap settings the bench can pass, and their types.
+SETTINGS: dict[str, type] = {
+    "max-concurrency": int,
+    "pool-size": int,
+    "pool-max": int,
+    "pool-parked": int,
+    "tool-wait": int,
+    "cli-path": str,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=SCENARIOS,
         help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})",
     )
-    for name in SETTINGS:
+    for name, kind in SETTINGS.items():
         parser.add_argument(
             f"--{name}",
-            type=int,
+            type=kind,
             help=f"clawrap's CLAWRAP_{name.upper().replace('-', '_')} (default: clawrap's own)",
         )
     return parser
@@ -195,6 +204,7 @@ async def run_scenarios(target: Target, only: Sequence[str]) -> None:
         "chat": lambda: _behaviour.conversation(target),
         "responses": lambda: _responses.responses_scenarios(target),
         "loop": lambda: _tool_loop.tool_loop(target),
+        "prompts": lambda: _prompts.changing_prompts(target),
     }
     for name in SCENARIOS:
         if name not in only:

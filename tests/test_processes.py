@@ -197,11 +197,13 @@ async def test_a_repeated_system_prompt_gets_a_warm_process_after_its_first_requ
     warm: ClaudeBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     used = Used(warm, monkeypatch)
+    # The first takes the warm process, its system prompt switched (test_prompt_switch).
     await collect(warm, ask("one", system="You are an IDE assistant."))
-    assert not used.procs[0].reused
+    assert used.procs[0].reused and warm.pool.status()["switched"] == 1
     await idle_again(warm, used.procs[0])
     await collect(warm, ask("two", system="You are an IDE assistant."))
     assert used.procs[1] is used.procs[0] and used.procs[1].reused
+    assert warm.pool.status()["switched"] == 1
 
 
 async def test_a_request_arriving_during_a_reset_waits_for_that_process_not_a_new_one(

@@ -173,6 +173,26 @@ async def test_the_transport_process_the_rewind_request_and_control_failures() -
     assert adapter.cli_pid(client) is None, changed("a disconnected client still has a process")
 
 
+@pytest.mark.e2e
+async def test_set_model_takes_a_system_prompt_only_for_the_model_in_use() -> None:
+    async with connected() as client:
+        with trio.fail_after(10):
+            await client.set_model("haiku")  # an alias: no upstream check
+            answer = await adapter.set_system_prompt(
+                client, "haiku", "Be brief.", only_if_current=False, answer_within=5
+            )
+        assert "haiku" in str(answer.get("model")), changed(
+            f"set_model with a system_prompt answered {answer!r}"
+        )
+        with pytest.raises(Exception) as raised, trio.fail_after(10):
+            await adapter.set_system_prompt(
+                client, "claude-opus-4-1", "Be brief.", only_if_current=True, answer_within=5
+            )
+        assert adapter.is_sdk_failure(raised.value) and "only_if_model_is_current" in str(
+            raised.value
+        ), changed(f"a prompt switch naming another model did not fail: {raised.value!r}")
+
+
 def test_a_bug_is_not_taken_for_an_sdk_failure() -> None:
     for bug in (TypeError("x"), KeyError("x"), AttributeError("x"), RuntimeError("x")):
         assert not adapter.is_sdk_failure(bug)

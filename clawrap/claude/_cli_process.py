@@ -34,11 +34,12 @@ from claude_agent_sdk.types import Message
 
 from clawrap.claude._lifeline import with_lifeline
 from clawrap.claude._prompt_file import prompt_in_file
-from clawrap.claude._sdk_adapter import cli_process, control_request
+from clawrap.claude._sdk_adapter import cli_process, control_request, set_system_prompt
 from clawrap.claude._sdk_errors import map_exceptions
 from clawrap.claude._sdk_options import SpawnKey, SpawnSpec
 from clawrap.claude._tool_gate import ToolGate
 from clawrap.core._errors import ClawrapError
+from clawrap.core._models import ALIASES
 
 log = logging.getLogger("clawrap.processes")
 
@@ -152,6 +153,24 @@ class CliProcess:
         if model != self.model:
             await self.client.set_model(model)
             self.model = model
+
+    async def switch_prompt(self, key: SpawnKey, *, answer_within: float) -> None:
+        """Take ``key``'s system prompt in place of this process's own, and ``key`` with it.
+
+        Only for a process whose conversation is empty (new or reset): the CLI keeps
+        sending the prompt a conversation started with. ``key`` must differ from this
+        process's key in the system prompt alone. Raises what the SDK raises when the
+        CLI refuses (for one, when ``self.model`` is a full id it does not run).
+        """
+        assert not self.in_turn and self._first_uuid is None, "switch_prompt needs a reset process"
+        await set_system_prompt(
+            self.client,
+            self.model,
+            key.system_prompt,
+            only_if_current=self.model not in ALIASES,
+            answer_within=answer_within,
+        )
+        self.key = key
 
     async def finish_turn(self) -> ResultMessage | None:
         """Read and drop messages up to the end of the current turn."""

@@ -3,10 +3,12 @@
 The :class:`ProcessPool` hands processes (:class:`~clawrap.claude._cli_process.CliProcess`)
 to requests by :class:`SpawnKey`: a warm idle process with the same key (its
 conversation rewound after its last use; ``set_model`` switches its model), else
-one of that key being reset or started (:mod:`~clawrap.claude.pool._coming`), else a
-fresh one. Released processes are reset in the background and kept, or ended. A
-background task keeps processes warm as :class:`~clawrap.claude.pool._warm_policy.WarmPolicy`
-asks, expires idle ones and replaces dead ones; requests never wait for it.
+one of that key being reset or started (:mod:`~clawrap.claude.pool._coming`), else
+an idle one whose key differs in the system prompt alone, given the request's
+(:mod:`~clawrap.claude.pool._prompt_switch`), else a fresh one. Released processes
+are reset in the background and kept, or ended. A background task keeps processes
+warm as :class:`~clawrap.claude.pool._warm_policy.WarmPolicy` asks, expires idle ones
+and replaces dead ones; requests never wait for it.
 
 The capacity (``pool_max`` within ``pool_memory_mb``) is an invariant kept by
 :class:`~clawrap.claude.pool._count.ProcessCount`: every spawn and close goes
@@ -45,6 +47,7 @@ from clawrap.claude.pool._coming import ComingProcesses
 from clawrap.claude.pool._count import ProcessCount
 from clawrap.claude.pool._dedicated import DedicatedProcesses
 from clawrap.claude.pool._held import IdleSet, ParkedSet
+from clawrap.claude.pool._prompt_switch import switch, take_switchable
 from clawrap.claude.pool._warm_policy import PEAK_WINDOW, WarmPolicy, capacity
 from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
@@ -103,6 +106,10 @@ class ProcessPool:
         self._closed = False
         self.recycled = self.continued = 0
         self.parked_open = self.abandoned = 0  # parked with tool calls open; freed unanswered
+        # Idle processes given another system prompt instead of a spawn; only on the bundled
+        # CLI, whose builds are known to apply it (older ones ignore it yet answer success).
+        self.switched = 0
+        self._switches = settings.cli_path is None
 
     # -- lifecycle
 
@@ -157,6 +164,7 @@ class ProcessPool:
             "continued": self.continued,
             "parked_open": self.parked_open,
             "abandoned": self.abandoned,
+            "switched": self.switched,
             "failed": self.count.failed,
             "max": self.capacity,
         }
@@ -201,7 +209,11 @@ class ProcessPool:
         deadline = self.count.deadline(deadline)
         while True:
             if warm:
-                proc = await self._take_warm(spec) or await self._reclaim(spec)
+                proc = (
+                    await self._take_warm(spec)
+                    or await self._take_switched(spec)
+                    or await self._reclaim(spec)
+                )
                 if proc is not None:
                     return proc
             self._check_open()
@@ -251,6 +263,31 @@ class ProcessPool:
                 return proc
             if not await self._coming.wait_for_one(spec.key, model):
                 return None
+        return None
+
+    async def _take_switched(self, spec: SpawnSpec) -> CliProcess | None:
+        """An idle process of another system prompt (``_prompt_switch``), given ``spec``'s."""
+        if not self._switches:
+            return None
+        any_model = switch_is_free(spec.model) or not self.count.has_room()
+        now = trio.current_time()
+        surplus = lambda key: self._idle.count(key) > self.policy.target(key, now)  # noqa: E731
+        while proc := take_switchable(self._idle, spec, any_model=any_model, surplus=surplus):
+            self._busy.add(proc)  # counted busy under its new key once switched
+            switched = False
+            try:
+                switched = proc.alive and await switch(proc, spec.key)
+            finally:
+                if not switched:
+                    self._busy.discard(proc)
+                    if not proc.alive:
+                        self.count.failed += 1
+                    await self._close(proc)
+            if switched:
+                self.switched += 1
+                self._mark_busy(proc)
+                if await self._hand_out(proc, spec) is not None:
+                    return proc
         return None
 
     async def _reclaim(self, spec: SpawnSpec) -> CliProcess | None:
