@@ -12,17 +12,22 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+from e2e import in_thread
 
 from clawrap.claude._backend import ClaudeBackend, open_claude_backend
 from clawrap.claude._sdk_options import NEUTRAL_SYSTEM_PROMPT, SpawnKey
 from clawrap.claude.pool._prompt_switch import differs_in_prompt_only
 from clawrap.core._auth import bundled_cli
 from clawrap.core._events import Finished
+from clawrap.scripted._model import Reply, ToolUse
 from tests.pool_helpers import idle_processes, pids, wait_warm
 from tests.procs import claude_children
 from tests.test_processes import LIMIT, Used, ask, collect, completions, settings
+from tests.test_tool_loop import Messages, _round
 
 if TYPE_CHECKING:
+    from e2e import Clawrap
+
     from tests.conftest import RunningScriptedModel
 
 
@@ -123,3 +128,40 @@ async def test_a_cli_of_the_operators_choosing_never_has_its_prompt_switched(
             assert backend.pool.status()["switched"] == 0
             assert not used.procs[0].reused
     assert claude_children() == []
+
+
+@pytest.mark.e2e
+@pytest.mark.clawrap(tool_wait=0, pool_parked=0, pool_max=1)
+async def test_a_process_resumed_from_a_transcript_takes_a_new_prompt_once_reset(
+    clawrap_server: Clawrap,
+) -> None:
+    # With tool_wait=0 the tool-result round starts a process resumed from a transcript
+    # (the only process there is room for); once reset it is idle, and a new system
+    # prompt with the same tools switches it.
+    call = ToolUse("get_weather", {"city": "Oslo"}, "toolu_Oslo")
+    clawrap_server.model.when("RESUMED", Reply(tool_uses=[call]), Reply(text="Cold."))
+    clawrap_server.model.when("SWITCHED", Reply(text="Fine."))
+    pool = clawrap_server.backend.pool
+    history: Messages = [
+        {"role": "system", "content": "EPSILON-SYSTEM"},
+        {"role": "user", "content": "RESUMED: weather?"},
+    ]
+    fresh: Messages = [
+        {"role": "system", "content": "ZETA-SYSTEM"},
+        {"role": "user", "content": "SWITCHED"},
+    ]
+    with trio.fail_after(LIMIT):
+        await in_thread(lambda: _round(clawrap_server, history, {"toolu_Oslo": "-3C"}))
+        await in_thread(lambda: _round(clawrap_server, history, {}))
+        await pool.wait_for(lambda: len(idle_processes(pool)) == 1)
+        [resumed] = idle_processes(pool)
+        status, prompt = clawrap_server.pool_status(), resumed.key.system_prompt
+        reply = await in_thread(lambda: _round(clawrap_server, fresh, {}))
+    assert status["continued"] == 0 and "EPSILON-SYSTEM" in prompt
+    assert reply.choices[0].message.content == "Fine."
+    assert clawrap_server.pool_status()["switched"] == status["switched"] + 1
+    assert clawrap_server.pool_status()["spawned"] == status["spawned"]
+    assert "ZETA-SYSTEM" in resumed.key.system_prompt
+    [last] = clawrap_server.requests("SWITCHED")
+    assert "ZETA-SYSTEM" in last.system_text
+    assert "EPSILON" not in str(last.body) and "RESUMED" not in str(last.body)
