@@ -23,6 +23,13 @@ What the CLI allows (measured with CLI 2.1.337):
   output)", one over 50,000 characters is saved to a file and replaced by a
   preview. :func:`deliverable` says which results pass through unchanged; the
   others take the transcript path.
+- Text the client sends beside its results (Cline adds the editor's state) has
+  no warm way in. A user message sent while calls are open reaches the model as
+  a ``{"role": "system"}`` entry in the CLI's own words ("The user sent a new
+  message while you were working: ..."), after the results rather than as a
+  text block beside them; folding it into a result moves it inside that
+  ``tool_result``. Either way the model would not see the client's turn, so
+  such a follow-up takes the transcript path too.
 """
 
 from __future__ import annotations
