@@ -43,7 +43,7 @@ async def changing_prompts(target: Target) -> str:
     totals = [t.total for t, _, _ in results if t.total is not None]
     out = table(
         f"Changing system prompts: {REQUESTS} requests one after another, each with a new "
-        f"{len(base) // 1000} KB system prompt",
+        f"{len(base) / 1000:.0f} KB system prompt",
         ["requests", "first delta p50 ms", "whole p50 ms", "spawned", "switched"],
         [
             [
