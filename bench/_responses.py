@@ -128,10 +128,10 @@ async def chain(target: Target, turns: int = 10) -> str:
         ["turn", "first chunk ms", "whole ms", "exact"],
         rows,
     )
-    pool = await target.pool()
-    if pool is not None and spawned_after_first is not None:
-        spawned = pool.get("spawned", 0) - spawned_after_first
-        continued = pool.get("continued", 0) - (continued_before or 0)
+    after = await target.pool()
+    if after is not None and spawned_after_first is not None:
+        spawned = after.get("spawned", 0) - spawned_after_first
+        continued = after.get("continued", 0) - (continued_before or 0)
         out += (
             f"\nCLI processes spawned after turn 1: {spawned}; turns continued on a live "
             f"process: {continued} of {len(rows) - 1}"
@@ -153,7 +153,7 @@ async def drops(target: Target) -> str:
     # WebSocket: read five deltas, then close the socket.
     await target.clear_streams()
     url = target.base_url.replace("http://", "ws://") + "/responses"
-    headers = [("Authorization", f"Bearer {target.api_key}")]
+    headers = [(b"Authorization", f"Bearer {target.api_key}".encode())]
     with trio.move_on_after(30):
         async with open_websocket_url(url, extra_headers=headers) as ws:
             create = {"type": "response.create", "model": target.model, "input": question}

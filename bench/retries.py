@@ -54,7 +54,10 @@ async def one(
             send, receive = trio.open_memory_channel[Event](math.inf)
             runner = UpstreamRetries(settings)
             with trio.fail_after(120):
-                await backend.pool.wait_warm()  # warm processes in both modes: time retries only
+                # Warm processes in both modes: time retries only.
+                await backend.pool.wait_for(
+                    lambda: backend.pool.status()["warm"] >= settings.pool_size
+                )
             before = len(model.requests)
             started = trio.current_time()
             answered = True
