@@ -26,6 +26,7 @@ import trio
 from clawrap.accounting._accountant import Accountant, Run
 from clawrap.accounting._keys import Identity, KeyRing, add_key
 from clawrap.accounting._ledger import Ledger
+from clawrap.storage._database import SqliteDatabase
 from clawrap.accounting._metrics import Metrics
 from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
@@ -63,14 +64,14 @@ class _NoMetrics(Metrics):
 
 
 class _NoRun(Run):
-    def finish(self, *args: Any, **kwargs: Any) -> None:
+    async def finish(self, *args: Any, **kwargs: Any) -> None:
         self.finished = True
 
 
 class AccountingOff(Accountant):
     """Admits everything, records nothing."""
 
-    def admit(self, identity: Identity, models: tuple[str, ...], *, agent: bool) -> Run:
+    async def admit(self, identity: Identity, models: tuple[str, ...], *, agent: bool) -> Run:
         return _NoRun(self, identity, models[0], None)
 
 
@@ -130,7 +131,7 @@ async def main(requests: int, rounds: int) -> None:
     )
     settings = Settings(keys_file=str(keys), data_dir=tmp)
     ring = KeyRing.load(None, keys)
-    on_ledger = Ledger(tmp / "usage.sqlite3")
+    on_ledger = await Ledger.open(SqliteDatabase.connect(str(tmp / "usage.sqlite3")), owned=True)
     apps = {
         "off": create_app(
             settings,
@@ -157,9 +158,9 @@ async def main(requests: int, rounds: int) -> None:
         p50 = firsts[len(firsts) // 2] * 1e6
         p95 = firsts[int(len(firsts) * 0.95)] * 1e6
         print(f"{name:<12}{rate:>10.0f}{p50:>15.0f}{p95:>15.0f}")
-    rows = on_ledger.rows()
+    rows = await on_ledger.rows()
     print(f"ledger rows: {len(rows)}, requests recorded: {sum(r.requests for r in rows)}")
-    on_ledger.close()
+    await on_ledger.aclose()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ import trio
 from clawrap.scripted._mock_upstream import serve_mock_upstream
 from clawrap.scripted._model import ScriptedModel
 
-pytest_plugins = ["e2e"]  # the clawrap_server fixture of the end-to-end tests
+pytest_plugins = [
+    "e2e",  # the clawrap_server fixture of the end-to-end tests
+    "storage_fixtures",  # the stores on SQLite and PostgreSQL
+]
 
 
 @dataclass(frozen=True, slots=True)

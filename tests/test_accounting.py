@@ -33,6 +33,7 @@ from clawrap.accounting._limits import (
 )
 from clawrap.core._errors import ClawrapError
 from clawrap.core._events import Usage
+from clawrap.storage._database import Database
 
 NOON = dt.datetime(2026, 7, 31, 12, 0, tzinfo=dt.UTC)
 
@@ -166,36 +167,40 @@ def test_models_and_agent_mode_are_refused_with_403() -> None:
 # -- the accountant and its ledger
 
 
-def test_the_ledger_adds_runs_per_key_model_and_day_and_spend_counts_cache_writes() -> None:
+async def test_the_ledger_adds_runs_per_key_model_and_day_and_spend_counts_cache_writes(
+    database: Database,
+) -> None:
     now = [NOON]
-    accountant = Accountant(KeyRing(), Ledger(), clock=lambda: 0.0, now=lambda: now[0])
+    accountant = Accountant(
+        KeyRing(), await Ledger.open(database), clock=lambda: 0.0, now=lambda: now[0]
+    )
     alice = who(tokens_per_day=1000)
-    run = accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
+    run = await accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
     run.add_usage(
         Usage(
             300, 100, cache_read_input_tokens=5000, cache_creation_input_tokens=200, cost_usd=0.25
         )
     )
-    run.finish()
-    run.finish()  # counted once
-    failed = accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
-    failed.finish(ClawrapError("api_error", "boom"), upstream=True)
-    assert accountant.spent(alice) == Spent(600, 0.25, 0.25)
-    run = accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
+    await run.finish()
+    await run.finish()  # counted once
+    failed = await accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
+    await failed.finish(ClawrapError("api_error", "boom"), upstream=True)
+    assert await accountant.spent(alice) == Spent(600, 0.25, 0.25)
+    run = await accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
     run.add_usage(Usage(300, 100, cost_usd=0.5))
-    run.finish()
+    await run.finish()
     with pytest.raises(ClawrapError) as refused:
-        accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
+        await accountant.admit(alice, ("sonnet", "sonnet"), agent=False)
     assert (refused.value.status, refused.value.code) == (429, "tokens_per_day")
     assert "tokens_per_day" in refused.value.message
     now[0] = NOON + dt.timedelta(days=1)  # a new UTC day
-    accountant.admit(alice, ("sonnet", "sonnet"), agent=False).finish()
-    rows = accountant.ledger.rows()
+    await (await accountant.admit(alice, ("sonnet", "sonnet"), agent=False)).finish()
+    rows = await accountant.ledger.rows()
     assert [(r.day, r.requests, r.input_tokens, r.errors) for r in rows] == [
         ("2026-07-31", 3, 600, 1),
         ("2026-08-01", 1, 0, 0),
     ]
     assert rows[0].cost_usd == pytest.approx(0.75)
     assert rows[0].cache_read_tokens == 5000 and rows[0].cache_write_tokens == 200
-    assert accountant.ledger.rows(key="bob") == []
-    assert len(accountant.ledger.rows(start="2026-08-01")) == 1
+    assert await accountant.ledger.rows(key="bob") == []
+    assert len(await accountant.ledger.rows(start="2026-08-01")) == 1

@@ -10,6 +10,7 @@ import pytest
 from clawrap.core._config import Settings
 from clawrap.core._request import TextPart, Turn
 from clawrap.sessions._responses import ResponseStore, StoredResponse
+from clawrap.storage._database import Database
 
 
 class Clock:
@@ -21,8 +22,9 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ResponseStore]:
-    opened = await ResponseStore.open(Settings(data_dir=tmp_path, response_ttl=60))
+async def store(tmp_path: Path, database: Database) -> AsyncIterator[ResponseStore]:
+    """A store on each engine in turn."""
+    opened = await ResponseStore.open(Settings(data_dir=tmp_path, response_ttl=60), database)
     opened.clock = Clock()
     try:
         yield opened
@@ -75,8 +77,10 @@ async def test_unused_responses_expire_and_continuing_refreshes_the_chain(
     assert await store.get("r2") is None
 
 
-async def test_past_the_size_bound_the_least_recently_used_go_first(tmp_path: Path) -> None:
-    store = await ResponseStore.open(Settings(data_dir=tmp_path, response_store_mb=1))
+async def test_past_the_size_bound_the_least_recently_used_go_first(
+    tmp_path: Path, database: Database
+) -> None:
+    store = await ResponseStore.open(Settings(data_dir=tmp_path, response_store_mb=1), database)
     clock = Clock()
     store.clock = clock
     try:

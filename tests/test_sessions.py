@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from storage_fixtures import open_engine
 
 from clawrap.claude._transcript import split_history
 from clawrap.core._config import Settings
@@ -65,8 +66,25 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[SessionStore]:
+async def file_store(db_path: Path, clock: FakeClock) -> AsyncIterator[SessionStore]:
+    """A store in a SQLite file (for what only a file has)."""
     opened = await SessionStore.open(db_path, ttl=3600, clock=clock)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+@pytest.fixture
+async def store(
+    engine: str, db_path: Path, clock: FakeClock, request: pytest.FixtureRequest
+) -> AsyncIterator[SessionStore]:
+    """A store on each engine in turn: a SQLite file, then a PostgreSQL database."""
+    if engine == "sqlite":
+        opened = await SessionStore.open(db_path, ttl=3600, clock=clock)
+    else:
+        database = await open_engine(engine, request, db_path.parent)
+        opened = await SessionStore.open_on(database, ttl=3600, clock=clock, owned=True)
     try:
         yield opened
     finally:
@@ -131,9 +149,9 @@ async def test_every_kind_of_part_is_stored_and_read_back_unchanged(store: Sessi
 
 
 async def test_the_database_directory_and_file_are_private(
-    db_path: Path, store: SessionStore
+    db_path: Path, file_store: SessionStore
 ) -> None:
-    await exchange(store, "s", [user("secret")], "ok")
+    await exchange(file_store, "s", [user("secret")], "ok")
     assert mode(db_path.parent) == 0o700
     assert mode(db_path) == 0o600
 
@@ -365,11 +383,11 @@ async def test_using_a_session_keeps_it_alive(store: SessionStore, clock: FakeCl
 
 
 async def test_expiry_deletes_the_rows_and_their_text_from_the_file(
-    db_path: Path, store: SessionStore, clock: FakeClock
+    db_path: Path, file_store: SessionStore, clock: FakeClock
 ) -> None:
-    await exchange(store, "s", [user("the secret word is zanzibar")], "noted")
+    await exchange(file_store, "s", [user("the secret word is zanzibar")], "noted")
     clock.now += 3601
-    assert await store.expire() == 1
+    assert await file_store.expire() == 1
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("SELECT count(*) FROM turns").fetchone() == (0,)
         assert raw.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
@@ -550,13 +568,13 @@ async def test_some_other_sqlite_database_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_corrupt_stored_turn_is_a_500_without_internal_text(
-    db_path: Path, store: SessionStore
+    db_path: Path, file_store: SessionStore
 ) -> None:
-    await exchange(store, "s", [user("one")], "1")
+    await exchange(file_store, "s", [user("one")], "1")
     with sqlite3.connect(db_path) as raw:
         raw.execute("UPDATE turns SET body = '{\"role\": 5}'")
     with pytest.raises(ClawrapError) as caught:
-        await store.get("s")
+        await file_store.get("s")
     assert caught.value.status == 500
     assert caught.value.code == "session_store_error"
     assert str(db_path) not in caught.value.message

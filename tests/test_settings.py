@@ -42,6 +42,8 @@ BAD: dict[str, str] = {
     "agent_timeout": "0",
     "response_ttl": "0",
     "response_store_mb": "0",
+    "database_url": "mysql://db.example/clawrap",
+    "database_pool": "0",
     "max_connections": "0",
     "body_timeout": "0",
     "header_timeout": "-1",
@@ -99,6 +101,7 @@ def test_a_bad_value_from_the_environment_names_the_variable_and_the_rule(name: 
         "model map entries are requested=served",
         "trusted proxies are IP addresses",
         "limits url must be",
+        "the database URL must start with",
     )
     assert line.endswith(accepts(name)) or any(rule in line for rule in own_rule)
 

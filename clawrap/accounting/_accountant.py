@@ -3,9 +3,12 @@
 The HTTP shell calls :meth:`Accountant.identify` with the keys a request presents,
 :meth:`Accountant.admit` before a completion runs (a refusal is a
 :class:`~clawrap.core._errors.ClawrapError` naming the limit, 403 or 429 with
-``retry_after``), feeds the :class:`Run` the usage the backend reports, and calls
+``retry_after``), feeds the :class:`Run` the usage the backend reports, and awaits
 :meth:`Run.finish` once when the run is over, however it ended: the run is then
-in the ledger and the metrics, and its concurrency slot is free.
+in the ledger and the metrics, and its concurrency slot is free. The ledger's
+reads and writes run off the event loop; the write at the end is shielded from
+cancellation and bounded by :data:`LEDGER_WRITE_LIMIT`, so a run is recorded even
+when its request is being torn down, and a stuck database holds no request long.
 
 A key with a USD ceiling gets :attr:`Run.budget_usd`, what it may still spend
 today and this month, to bound an agent run in flight (the SDK's ``max_budget_usd``).
@@ -14,10 +17,13 @@ today and this month, to bound an agent run in flight (the SDK's ``max_budget_us
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable
 
+import trio
+
 from clawrap.accounting._keys import Identity, KeyRing
-from clawrap.accounting._ledger import Ledger
+from clawrap.accounting._ledger import Ledger, LedgerError
 from clawrap.accounting._limits import (
     Limiter,
     Refusal,
@@ -31,6 +37,9 @@ from clawrap.core._errors import ClawrapError, ErrorKind
 from clawrap.core._events import Usage
 
 MAX_MODEL_NAME = 100
+LEDGER_WRITE_LIMIT = 10.0  # seconds a finished run's ledger write may take
+
+log = logging.getLogger("clawrap.accounting")
 
 
 def utc_now() -> dt.datetime:
@@ -59,12 +68,12 @@ class Run:
         if refused:
             self.accountant.metrics.refused("max_concurrency")
 
-    def finish(self, error: ClawrapError | None = None, *, upstream: bool = False) -> None:
-        """Record the run and free its slot. Only the first call counts."""
+    async def finish(self, error: ClawrapError | None = None, *, upstream: bool = False) -> None:
+        """Free the run's slot and record it. Only the first call counts."""
         if self.finished:
             return
         self.finished = True
-        self.accountant._finish(self, error, upstream)
+        await self.accountant._finish(self, error, upstream)
 
 
 class Accountant:
@@ -93,11 +102,21 @@ class Accountant:
     def identify(self, candidates: Iterable[str]) -> Identity | None:
         return self.keys.identify(candidates)
 
-    def spent(self, identity: Identity) -> Spent:
-        tokens, usd_today, usd_month = self.ledger.spent(identity.name, self._day())
+    async def spent(self, identity: Identity) -> Spent:
+        try:
+            tokens, usd_today, usd_month = await self.ledger.spent(identity.name, self._day())
+        except LedgerError as exc:
+            log.error("%s", exc)
+            raise ClawrapError(
+                "api_error",
+                "The usage ledger cannot be read, so a spend limit cannot be checked; "
+                "the server log has the details.",
+                status=503,
+                code="ledger_unavailable",
+            ) from None
         return Spent(tokens, usd_today, usd_month)
 
-    def admit(self, identity: Identity, models: tuple[str, ...], *, agent: bool) -> Run:
+    async def admit(self, identity: Identity, models: tuple[str, ...], *, agent: bool) -> Run:
         """A run of ``models[0]`` (its other names after it) for ``identity``, or a
         ClawrapError naming the limit that refuses it."""
         limits = identity.limits
@@ -106,7 +125,7 @@ class Accountant:
         if refusal is None and (
             limits.tokens_per_day or limits.usd_per_day or limits.usd_per_month
         ):
-            spent = self.spent(identity)
+            spent = await self.spent(identity)
             refusal = check_spend(identity, spent, self.now())
         if refusal is None:
             refusal = self.limiter.start_run(identity)
@@ -119,10 +138,20 @@ class Accountant:
     def _day(self) -> str:
         return self.now().strftime("%Y-%m-%d")
 
-    def _finish(self, run: Run, error: ClawrapError | None, upstream: bool) -> None:
+    async def _finish(self, run: Run, error: ClawrapError | None, upstream: bool) -> None:
         self.limiter.end_run(run.identity)
-        self.ledger.record(run.identity.name, run.model, self._day(), run.usage, error is not None)
         self.metrics.run_finished(run.model, run.usage, error, upstream=upstream)
+        day = self._day()
+        with trio.move_on_after(LEDGER_WRITE_LIMIT) as bound:
+            bound.shield = True
+            try:
+                await self.ledger.record(
+                    run.identity.name, run.model, day, run.usage, error is not None
+                )
+            except LedgerError as exc:
+                log.error("a run of key %s was not recorded: %s", run.identity.name, exc)
+        if bound.cancelled_caught:
+            log.error("a run of key %s was not recorded in time", run.identity.name)
 
 
 def _error(refusal: Refusal) -> ClawrapError:
@@ -140,4 +169,4 @@ def _error(refusal: Refusal) -> ClawrapError:
     )
 
 
-__all__ = ["Accountant", "Run", "utc_now"]
+__all__ = ["LEDGER_WRITE_LIMIT", "Accountant", "Run", "utc_now"]

@@ -2,7 +2,8 @@
 
 ``keys add`` creates a key, stores only its hash in the keys file
 (``--file``, else ``CLAWRAP_KEYS_FILE``) and prints the key once. ``usage``
-prints the ledger (``--db``, else ``CLAWRAP_USAGE_DB`` or the data directory's)
+prints the ledger (``--db``, else ``CLAWRAP_DATABASE_URL``'s, ``CLAWRAP_USAGE_DB``
+or the data directory's)
 as a table, one line per key, model and UTC day, with a total.
 """
 
@@ -11,11 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+
+import trio
 
 from clawrap.accounting._keys import KeysFileError, add_key, read_keys_file
 from clawrap.accounting._ledger import Ledger, LedgerError, UsageRow
 from clawrap.core._config import Settings
+from clawrap.storage._database import Database, DatabaseError, SqliteDatabase
+from clawrap.storage._open import sqlite_path
 
 _LIMIT_FLAGS: tuple[tuple[str, type], ...] = (
     ("requests_per_minute", int),
@@ -130,6 +136,16 @@ def usage_table(rows: list[UsageRow]) -> str:
     return "\n".join([fmt(head), rule, *(fmt(r) for r in lines), rule, fmt(total)])
 
 
+async def _read(
+    database: Database, key: str | None, start: str | None, end: str | None
+) -> list[UsageRow]:
+    ledger = await Ledger.open(database, owned=True)
+    try:
+        return await ledger.rows(key, start, end)
+    finally:
+        await ledger.aclose()
+
+
 def usage_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="clawrap usage", description="Print the usage ledger.")
     parser.add_argument("--db", help="the ledger (default: CLAWRAP_USAGE_DB or the data dir's)")
@@ -137,19 +153,20 @@ def usage_main(argv: Sequence[str]) -> int:
     parser.add_argument("--start", help="first UTC day, YYYY-MM-DD")
     parser.add_argument("--end", help="last UTC day, YYYY-MM-DD")
     args = parser.parse_args(list(argv))
-    from clawrap.cli._server import usage_db_path
-
-    path = args.db or usage_db_path(Settings.from_env())
-    if path != ":memory:" and not Path(path).exists():
-        print(f"clawrap: no usage ledger at {path}", file=sys.stderr)
-        return 1
+    settings = Settings.from_env()
     try:
-        ledger = Ledger(path)
-        try:
-            rows = ledger.rows(args.key, args.start, args.end)
-        finally:
-            ledger.close()
-    except LedgerError as exc:
+        if args.db is None and settings.database_url:
+            from clawrap.storage._postgres import PostgresDatabase
+
+            database: Database = PostgresDatabase.connect(settings.database_url, 1)
+        else:
+            path = args.db or sqlite_path(settings, "usage")
+            if path != ":memory:" and not Path(path).exists():
+                print(f"clawrap: no usage ledger at {path}", file=sys.stderr)
+                return 1
+            database = SqliteDatabase.connect(path)
+        rows = trio.run(partial(_read, database, args.key, args.start, args.end))
+    except (LedgerError, DatabaseError) as exc:
         print(f"clawrap: {exc}", file=sys.stderr)
         return 1
     print(usage_table(rows))

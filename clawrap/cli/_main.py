@@ -34,6 +34,7 @@ HELP: dict[str, str] = {
     "keys_file": "API keys with names, limits and admin flags (TOML or JSON; clawrap keys add)",
     "metrics_key": "a key that may read GET /metrics and nothing else",
     "usage_db": "the usage ledger (default <data dir>/usage.sqlite3)",
+    "database_url": "PostgreSQL shared by several instances (default: SQLite files)",
     "offline": "answer from a scripted model on loopback; no Claude account is used",
     "log_format": "text or json (one JSON object per line)",
     "max_concurrency": "most completions running at once (default 4)",
@@ -45,7 +46,7 @@ HELP: dict[str, str] = {
     "default_model": "model used when a request names none (default sonnet)",
 }
 
-DELEGATED = ("mock-upstream", "doctor", "login", "keys", "usage")
+DELEGATED = ("mock-upstream", "doctor", "login", "keys", "usage", "db")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("keys", help="add API keys with their limits", add_help=False)
     commands.add_parser("usage", help="print the usage ledger", add_help=False)
+    commands.add_parser("db", help="migrate or check the database schemas", add_help=False)
     return parser
 
 
@@ -178,6 +180,10 @@ def _delegate(command: str, argv: list[str]) -> int:
         return mock_upstream_main(argv)
     if command == "login":
         return _login(argv)
+    if command == "db":
+        from clawrap.cli._db_cmds import db_main
+
+        return db_main(argv)
     if command in ("keys", "usage"):
         from clawrap.cli._accounting_cmds import keys_main, usage_main
 

@@ -17,9 +17,11 @@ Agent mode's configuration is checked before anything starts: every
 MCP file (``CLAWRAP_MCP_CONFIG``) must be valid, or start-up stops with a
 message naming the problem.
 
-The session store (SQLite, ``CLAWRAP_SESSION_DB``) is opened before anything
-else starts, so an unusable file stops start-up with a message naming it; idle
-sessions are expired in the background, and the store is closed last.
+The stores (sessions, stored responses, the usage ledger: SQLite files, or the
+PostgreSQL of ``CLAWRAP_DATABASE_URL``) are opened and their schemas migrated
+before anything else starts, so an unusable database stops start-up with a
+message naming it; idle sessions are expired in the background, and the
+databases are closed last.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from functools import partial
-from pathlib import Path
 from typing import Any, TextIO
 
 import trio
@@ -49,11 +50,15 @@ from clawrap.agent._mode import check_agent_roots
 from clawrap.cli._listen import serve_bounded
 from clawrap.core._backend import Backend, KeepsSessionState
 from clawrap.core._config import Settings
+from clawrap.core._errors import ClawrapError
 from clawrap.http._app import App, create_app
 from clawrap.http._exchange import FINAL_WRITE_LIMIT, SHUTDOWN_GRACE
 from clawrap.http._security import host_name, unsafe_settings_warnings
 from clawrap.http._wire import MAX_HEADER_BYTES
 from clawrap.sessions import _store as _sessions
+from clawrap.sessions._responses import ResponseStore
+from clawrap.storage._database import DatabaseError
+from clawrap.storage._open import open_databases, sqlite_path
 
 logger = logging.getLogger("clawrap.server")
 
@@ -195,36 +200,43 @@ async def serve(
     URLs, e.g. ``["http://127.0.0.1:8000"]``. ``out`` receives the banner.
     SystemExit, naming the file, when the session database cannot be used.
     """
-    accountant = open_accountant(settings)
     try:
-        store = await _sessions.SessionStore.open(
-            _sessions.session_db_path(settings), ttl=settings.session_ttl
-        )
-    except _sessions.SessionStoreError as exc:
-        accountant.ledger.close()
-        raise SystemExit(f"clawrap: {exc.message}") from None
+        databases = await open_databases(settings)
+    except DatabaseError as exc:
+        raise SystemExit(f"clawrap: cannot open the database {exc}") from None
     try:
+        try:
+            store = await _sessions.SessionStore.open_on(
+                databases.sessions, ttl=settings.session_ttl
+            )
+            responses = await ResponseStore.open(settings, databases.responses)
+            accountant = open_accountant(settings, await Ledger.open(databases.usage))
+        except _sessions.SessionStoreError as exc:
+            raise SystemExit(f"clawrap: {exc.message}") from None
+        except ClawrapError as exc:
+            raise SystemExit(f"clawrap: {exc.message}") from None
+        except LedgerError as exc:
+            raise SystemExit(f"clawrap: {exc}") from None
         await _serve(
             settings,
             store,
             accountant,
+            responses,
             backend=backend,
             shutdown_trigger=shutdown_trigger,
             out=out,
             task_status=task_status,
         )
     finally:
-        with trio.CancelScope(shield=True):
-            await store.aclose()
-        accountant.ledger.close()
+        await databases.aclose()
 
 
 def usage_db_path(settings: Settings) -> str:
     """``settings.usage_db``, else ``<data_dir>/usage.sqlite3``."""
-    return settings.usage_db or str(Path(settings.data_dir) / "usage.sqlite3")
+    return sqlite_path(settings, "usage")
 
 
-def open_accountant(settings: Settings) -> Accountant:
+def open_accountant(settings: Settings, ledger: Ledger) -> Accountant:
     """The server's keys, limits, ledger and metrics; SystemExit naming a bad file.
 
     With ``settings.limits_url`` the per-minute windows live in that shared store (on
@@ -239,8 +251,7 @@ def open_accountant(settings: Settings) -> Accountant:
             if not storage.check():
                 logger.warning("the limits store at CLAWRAP_LIMITS_URL does not answer yet")
             limiter = Limiter(time.time, storage)
-        ledger = Ledger(usage_db_path(settings))
-    except (KeysFileError, LedgerError, LimitsStoreError) as exc:
+    except (KeysFileError, LimitsStoreError) as exc:
         raise SystemExit(f"clawrap: {exc}") from None
     return Accountant(keys, ledger, clock=trio.current_time, limiter=limiter)
 
@@ -249,6 +260,7 @@ async def _serve(
     settings: Settings,
     store: _sessions.SessionStore,
     accountant: Accountant,
+    responses: ResponseStore,
     *,
     backend: Backend | None,
     shutdown_trigger: ShutdownTrigger | None,
@@ -274,7 +286,14 @@ async def _serve(
                 # What a backend keeps per session (agent working directories) ends with it.
                 store.on_removed(backend.sessions_removed)
             try:
-                app = create_app(settings, backend, mcp=mcp, sessions=store, accountant=accountant)
+                app = create_app(
+                    settings,
+                    backend,
+                    mcp=mcp,
+                    sessions=store,
+                    accountant=accountant,
+                    responses=responses,
+                )
                 # Running requests get the drain before the shutdown, and no grace after it.
                 app.shutdown_grace = 0.0
                 # hypercorn types ASGI messages as TypedDicts; the app speaks plain mappings.

@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     session_ttl: Seconds = 3600.0
     session_db: str | None = None  # default: <data_dir>/sessions.sqlite3
     usage_db: str | None = None  # default: <data_dir>/usage.sqlite3
+    # -- storage shared by several instances: postgresql://... (default: SQLite files)
+    database_url: str | None = None
+    database_pool: AtLeastOne = 10  # connections to it, per instance
 
     # -- several instances
     limits_url: str | None = None  # shared store of the per-minute windows (redis://...)
@@ -249,6 +252,13 @@ class Settings(BaseSettings):
         if value == "" and NoneType in get_args(annotation):
             return None
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("the database URL must start with postgresql:// or postgres://")
+        return value or None
 
     @field_validator("data_dir")
     @classmethod

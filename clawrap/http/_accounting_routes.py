@@ -16,11 +16,12 @@ to ``CLAWRAP_METRICS_KEY``, which opens nothing else.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from clawrap.accounting._accountant import Accountant
-from clawrap.accounting._ledger import UsageRow
+from clawrap.accounting._ledger import LedgerError, UsageRow
 from clawrap.accounting._metrics import CONTENT_TYPE
 from clawrap.core._errors import ClawrapError, invalid_request
 from clawrap.http._asgi import send_bytes, send_json
@@ -35,6 +36,8 @@ _SUMMED = (
     "cost_usd",
     "errors",
 )
+
+logger = logging.getLogger("clawrap.accounting")
 
 
 def _day(query: dict[str, str], name: str) -> str | None:
@@ -93,7 +96,16 @@ class AccountingRoutes:
                     )
                 key = identity.name
             start, end = _day(query, "start"), _day(query, "end")
-            rows = self.accountant.ledger.rows(key, start, end)
+            try:
+                rows = await self.accountant.ledger.rows(key, start, end)
+            except LedgerError:
+                logger.exception("the usage ledger cannot be read")
+                raise ClawrapError(
+                    "api_error",
+                    "The usage ledger cannot be read; the server log has the details.",
+                    status=503,
+                    code="ledger_unavailable",
+                ) from None
         except ClawrapError as error:
             await send_error(call, error)
             return

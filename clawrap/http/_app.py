@@ -82,6 +82,7 @@ from clawrap.protocol._dialect import Dialect, TokenCounting
 from clawrap.protocol._request_checks import check_request
 from clawrap.sessions._responses import ResponseStore
 from clawrap.sessions._store import SessionStore
+from clawrap.storage._database import Database
 
 logger = logging.getLogger("clawrap.app")
 
@@ -149,7 +150,9 @@ class App:
         self.drain = Drain()
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.started_at = int(time.time())
-        self.info = InfoRoutes(settings, backend, mcp, self.sessions, self.started_at)
+        self.info = InfoRoutes(
+            settings, backend, mcp, self.sessions, self.started_at, self._databases
+        )
         # Stored responses: given (tests), or opened at start-up and closed at shutdown.
         self.response_store = responses
         self._own_response_store = responses is None
@@ -226,6 +229,15 @@ class App:
                     shutdown=self.drain.draining,
                     proxies=self.proxies,
                 )
+
+    def _databases(self) -> list[Database]:
+        """The databases of the stores this server uses, for /health."""
+        found = [self.accountant.ledger.database]
+        if self.sessions is not None:
+            found.append(self.sessions.store.database)
+        if self.response_store is not None:
+            found.append(self.response_store.database)
+        return found
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -415,7 +427,7 @@ class App:
             n = getattr(options, "n", 1)
             if n > 1 and request.agent is not None:
                 raise invalid_request("'n' above 1 is not available in agent mode.", param="n")
-            run = self._admit(call, request)
+            run = await self._admit(call, request)
         except ClawrapError as error:
             await send_json(
                 call.send,
@@ -430,13 +442,13 @@ class App:
         try:
             await self._exchange(call, dialect, request, options, run)
         finally:
-            run.finish(client_gone())
+            await run.finish(client_gone())
 
-    def _admit(self, call: Call, request: CompletionRequest) -> Run:
+    async def _admit(self, call: Call, request: CompletionRequest) -> Run:
         """The key's run, or a ClawrapError naming the limit that refuses it."""
         identity = call.identity if call.identity is not None else Identity(LOCAL)
         models = (request.requested_model, request.model)
-        return self.accountant.admit(identity, models, agent=request.agent is not None)
+        return await self.accountant.admit(identity, models, agent=request.agent is not None)
 
     async def _exchange(
         self, call: Call, dialect: Dialect, request: CompletionRequest, options: Any, run: Run
@@ -488,7 +500,7 @@ class App:
         """Claude Code's own settings of a request (agent mode), to lay over its decoding."""
         return parse_claude_headers(body, headers, self.settings, self.mcp).apply
 
-    def _admit_responses(self, identity: Identity | None, request: CompletionRequest) -> Run:
+    async def _admit_responses(self, identity: Identity | None, request: CompletionRequest) -> Run:
         """The key's run for a Responses API request (HTTP or a WebSocket message)."""
         state = login_state(self.backend)
         refusal = state.refusal() if state is not None else None
@@ -496,7 +508,7 @@ class App:
             raise refusal
         identity = identity if identity is not None else Identity(LOCAL)
         models = (request.requested_model, request.model)
-        return self.accountant.admit(identity, models, agent=request.agent is not None)
+        return await self.accountant.admit(identity, models, agent=request.agent is not None)
 
     async def _run_exchange(
         self,
@@ -514,7 +526,7 @@ class App:
         try:
             await self._one_exchange(receive, send, dialect, request, options, record, run)
         finally:
-            run.finish(client_gone())
+            await run.finish(client_gone())
 
     async def _one_exchange(
         self,

@@ -279,7 +279,7 @@ async def run_choices(
         if account is not None:
             if usage is not None:
                 account.add_usage(usage)
-            account.finish(error)
+            await account.finish(error)
         nursery.cancel_scope.cancel()
 
 

@@ -236,7 +236,7 @@ class Exchange:
             )
         if error is not None:
             if self.account is not None:
-                self.account.finish(error, upstream=error is self.backend_error)
+                await self.account.finish(error, upstream=error is self.backend_error)
             with trio.move_on_after(FINAL_WRITE_LIMIT):
                 if self.record is not None:
                     self.record.error = error.kind
@@ -364,7 +364,7 @@ class Exchange:
             if self.session is not None:
                 await self.session.commit(self.request, headers_sent=self.out.headers_sent)
             if self.account is not None:
-                self.account.finish()
+                await self.account.finish()
             await self.out.complete()
             return None
         except ClawrapError as exc:

@@ -27,6 +27,7 @@ from clawrap.http._asgi import send_bytes, send_json
 from clawrap.http._exchange_sessions import Sessions
 from clawrap.http._landing import render_landing, render_locked
 from clawrap.http._model_list import advertised, model_object, models_body
+from clawrap.http._readiness import Probe, store_readiness
 from clawrap.http._route_call import Call, Handler, send_error
 
 HTML_TYPE = b"text/html; charset=utf-8"
@@ -56,7 +57,9 @@ class InfoRoutes:
         mcp: McpRegistry,
         sessions: Sessions | None,
         started_at: int,
+        databases: Probe = list,
     ) -> None:
+        self.databases = databases  # the stores' databases, which /health checks
         self.settings = settings
         self.backend = backend
         self.mcp = mcp
@@ -152,7 +155,8 @@ class InfoRoutes:
         await send_json(call.send, 200, {"object": "list", "data": data})
 
     async def health(self, call: Call) -> None:
-        await send_json(call.send, 200, {"status": "ok"})
+        status, body = await store_readiness(self.databases())
+        await send_json(call.send, status, body)
 
     async def hello(self, call: Call) -> None:
         """Claude Code's reachability probe (``HEAD /api/hello``): 200, and for GET a body."""

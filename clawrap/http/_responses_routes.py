@@ -19,7 +19,7 @@ can pin the next ``previous_response_id`` to this instance (``contrib/haproxy``)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -101,7 +101,7 @@ class ResponsesRoutes:
         *,
         settings: Settings,
         run: Callable[..., Any],
-        admit: Callable[[Any, CompletionRequest], Any],
+        admit: Callable[[Any, CompletionRequest], Awaitable[Any]],
         claude: ClaudeSettings,
         store: Callable[[], ResponseStore | None],
     ) -> None:
@@ -162,7 +162,7 @@ class ResponsesRoutes:
         or a socket)."""
         try:
             request, options = await self.decode(body, headers, memory)
-            run = self._admit(identity, request) if options.generate else None
+            run = await self._admit(identity, request) if options.generate else None
         except ClawrapError as error:
             record.error = error.kind
             await send_json(
@@ -197,6 +197,10 @@ class ResponsesRoutes:
             if store is not None:
                 await self._flush(store, options.response_id)
             return
+        if store is not None and memory is None:
+            # Written before the last bytes go out: a client that continues it at once,
+            # on this instance or another sharing the store, finds it.
+            send = _flush_before_end(send, store, options.response_id)
         scope = trio.CancelScope()
         self.running[options.response_id] = (options, scope)
         try:
@@ -209,12 +213,7 @@ class ResponsesRoutes:
 
     @staticmethod
     async def _flush(store: ResponseStore, response_id: str) -> None:
-        with trio.move_on_after(STORE_LIMIT) as shielded:
-            shielded.shield = True
-            try:
-                await store.flush(response_id)
-            except ClawrapError:
-                logger.error("response %s was not stored", response_id)
+        await _flush(store, response_id)
 
     @staticmethod
     async def _record_only(options: ResponsesOptions, send: Send) -> None:
@@ -409,6 +408,26 @@ def _with_header(send: Send, name: str, value: str) -> Send:
         await send(message)
 
     return wrapped
+
+
+async def _flush(store: ResponseStore, response_id: str) -> None:
+    with trio.move_on_after(STORE_LIMIT) as shielded:
+        shielded.shield = True
+        try:
+            await store.flush(response_id)
+        except ClawrapError:
+            logger.error("response %s was not stored", response_id)
+
+
+def _flush_before_end(send: Send, store: ResponseStore, response_id: str) -> Send:
+    """``send`` that writes the held response before the body's last message."""
+
+    async def sending(message: Message) -> None:
+        if message.get("type") == "http.response.body" and not message.get("more_body"):
+            await _flush(store, response_id)
+        await send(message)
+
+    return sending
 
 
 __all__ = ["IGNORED_TOOLS_HEADER", "ResponsesRoutes", "SocketMemory", "run_exchange"]

@@ -14,8 +14,10 @@ earlier response is gone can no longer be continued (a 404, like an expired id).
 
 A response that just ended is held in memory (:meth:`ResponseStore.hold`) until
 it is written (:meth:`ResponseStore.flush`), so a client that continues it the
-moment its stream ends finds it. Storage: stdlib ``sqlite3`` on one connection,
-used from worker threads one call at a time, as the session store does.
+moment its stream ends finds it. Storage: a
+:class:`~clawrap.storage._database.Database` beside the sessions' (its own SQLite
+file, or the PostgreSQL database several instances share), its schema migrated at
+open.
 """
 
 from __future__ import annotations
@@ -23,12 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -37,14 +37,16 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.core._request import Turn
 from clawrap.protocol._conversation import turn_from_json, turn_to_json
+from clawrap.storage._database import Conn, Database, DatabaseError
+from clawrap.storage._migrations import Migration, Schema, SchemaError, migrate
+from clawrap.storage._open import open_database, sqlite_path
 
 log = logging.getLogger("clawrap.responses")
 
 _T = TypeVar("_T")
-SCHEMA_VERSION = 1
 MAX_CHAIN = 10_000  # responses followed back along one chain
 
-_SCHEMA = """
+_V1_SQLITE = """
 CREATE TABLE responses (
     id TEXT PRIMARY KEY, parent TEXT, created REAL NOT NULL, last_used REAL NOT NULL,
     size INTEGER NOT NULL, body TEXT NOT NULL, input_items TEXT NOT NULL,
@@ -58,6 +60,33 @@ CREATE TABLE items (
 );
 CREATE INDEX items_response ON items (response_id);
 """
+_V1_POSTGRES = """
+CREATE TABLE responses (
+    id TEXT PRIMARY KEY, parent TEXT, created DOUBLE PRECISION NOT NULL,
+    last_used DOUBLE PRECISION NOT NULL, size BIGINT NOT NULL, body TEXT NOT NULL,
+    input_items TEXT NOT NULL, turns TEXT NOT NULL, system TEXT NOT NULL
+);
+CREATE INDEX responses_last_used ON responses (last_used);
+CREATE TABLE items (
+    id TEXT PRIMARY KEY,
+    response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+    body TEXT NOT NULL
+);
+CREATE INDEX items_response ON items (response_id);
+"""
+SCHEMA = Schema("response", (Migration(1, _V1_SQLITE, _V1_POSTGRES),))
+SCHEMA_VERSION = SCHEMA.latest
+
+_UPSERT_RESPONSE = (
+    "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "parent = excluded.parent, created = excluded.created, last_used = excluded.last_used, "
+    "size = excluded.size, body = excluded.body, input_items = excluded.input_items, "
+    "turns = excluded.turns, system = excluded.system"
+)
+_UPSERT_ITEM = (
+    "INSERT INTO items VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "response_id = excluded.response_id, body = excluded.body"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,94 +131,78 @@ def _from_row(row: tuple[Any, ...]) -> StoredResponse:
 
 def response_db_path(settings: Settings) -> str:
     """``<data dir>/responses.sqlite3``; in memory when sessions are (``:memory:``)."""
-    if settings.session_db == ":memory:":
-        return ":memory:"
-    return str(Path(settings.data_dir) / "responses.sqlite3")
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    if path != ":memory:":
-        directory = Path(path).parent
-        if not directory.is_dir():
-            directory.mkdir(mode=0o700, parents=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"schema {version} is newer than this clawrap's")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA secure_delete = ON")
-        if version == 0:
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return sqlite_path(settings, "responses")
 
 
 class ResponseStore:
-    """Stored responses in one SQLite file. Open with :meth:`open`, close with :meth:`aclose`.
+    """Stored responses in a database. Open with :meth:`open`, close with :meth:`aclose`.
 
     Database failures are a 500 ``response_store_error`` (details in the log).
     """
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        database: Database,
         *,
         ttl: float,
         max_bytes: int,
         clock: Callable[[], float] = time.time,
+        owned: bool = False,
     ) -> None:
-        self._conn: sqlite3.Connection | None = conn
-        self._lock = trio.Lock()
+        self.database = database
+        self._owned = owned
+        self._closed = False
         self.ttl = ttl
         self.max_bytes = max_bytes
         self.clock = clock
         self._held: dict[str, StoredResponse] = {}
 
     @classmethod
-    async def open(cls, settings: Settings) -> ResponseStore:
-        path = response_db_path(settings)
+    async def open(cls, settings: Settings, database: Database | None = None) -> ResponseStore:
+        """The store on ``database`` (closed by the caller), else on a database of its own
+        for ``settings``; its schema migrated. A 500 ClawrapError names what failed."""
+        owned = database is None
         try:
-            conn = await trio.to_thread.run_sync(_connect, path)
-        except (OSError, sqlite3.Error) as exc:
+            if database is None:
+                database = await open_database(settings, "responses")
+            try:
+                await database.run(partial(migrate, schema=SCHEMA))
+            except BaseException:
+                if owned:
+                    with trio.CancelScope(shield=True):
+                        await database.aclose()
+                raise
+        except (DatabaseError, SchemaError) as exc:
             raise ClawrapError(
-                "api_error", f"Cannot open the response store {path}: {exc}", status=500
+                "api_error", f"Cannot open the response store: {exc}", status=500
             ) from None
         return cls(
-            conn,
+            database,
             ttl=settings.response_ttl,
             max_bytes=settings.response_store_mb * 1024 * 1024,
+            owned=owned,
         )
 
     async def aclose(self) -> None:
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await trio.to_thread.run_sync(conn.close)
+        if self._closed:
+            return
+        self._closed = True
+        if self._owned:
+            await self.database.aclose()
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        async with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise ClawrapError("api_error", "The response store is closed.", status=500)
-            try:
-                return await trio.to_thread.run_sync(fn, conn)
-            except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
-                log.error("response store failed: %s", exc, exc_info=True)
-                raise ClawrapError(
-                    "api_error",
-                    "The response store failed; the server log has the details.",
-                    status=500,
-                    code="response_store_error",
-                ) from None
+    async def _call(self, fn: Callable[[Conn], _T]) -> _T:
+        if self._closed:
+            raise ClawrapError("api_error", "The response store is closed.", status=500)
+        try:
+            return await self.database.run(fn)
+        except (DatabaseError, ValueError, KeyError, TypeError) as exc:
+            log.error("response store failed: %s", exc, exc_info=True)
+            raise ClawrapError(
+                "api_error",
+                "The response store failed; the server log has the details.",
+                status=500,
+                code="response_store_error",
+            ) from None
 
     def _cutoff(self) -> float:
         return self.clock() - self.ttl if self.ttl > 0 else -math.inf
@@ -207,15 +220,11 @@ class ResponseStore:
             return
         now, cutoff, limit = self.clock(), self._cutoff(), self.max_bytes
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    response.row(now),
-                )
+        def write(conn: Conn) -> None:
+            with conn.transaction():
+                conn.execute(_UPSERT_RESPONSE, response.row(now))
                 conn.executemany(
-                    "INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
+                    _UPSERT_ITEM,
                     [
                         (i["id"], response.id, json.dumps(i, ensure_ascii=False))
                         for i in response.items
@@ -223,7 +232,7 @@ class ResponseStore:
                     ],
                 )
                 conn.execute("DELETE FROM responses WHERE last_used < ?", (cutoff,))
-                total = conn.execute("SELECT total(size) FROM responses").fetchone()[0]
+                total = conn.execute("SELECT coalesce(sum(size), 0) FROM responses").fetchone()[0]
                 while total > limit:
                     row = conn.execute(
                         "SELECT id, size FROM responses ORDER BY last_used, created LIMIT 1"
@@ -232,10 +241,6 @@ class ResponseStore:
                         break  # the newest alone is over the bound: keep it, it is the one in use
                     conn.execute("DELETE FROM responses WHERE id = ?", (row[0],))
                     total -= row[1]
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
         try:
             await self._call(write)
@@ -250,7 +255,7 @@ class ResponseStore:
             return held
         cutoff = self._cutoff()
 
-        def get(conn: sqlite3.Connection) -> StoredResponse | None:
+        def get(conn: Conn) -> StoredResponse | None:
             row = conn.execute(
                 "SELECT id, parent, body, input_items, turns, system FROM responses "
                 "WHERE id = ? AND last_used >= ?",
@@ -268,7 +273,7 @@ class ResponseStore:
                 return found
         cutoff = self._cutoff()
 
-        def item(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        def item(conn: Conn) -> dict[str, Any] | None:
             row = conn.execute(
                 "SELECT items.body FROM items JOIN responses ON responses.id = items.response_id "
                 "WHERE items.id = ? AND responses.last_used >= ?",
@@ -290,7 +295,7 @@ class ResponseStore:
             return newest[::-1]
         now, cutoff, start = self.clock(), self._cutoff(), current
 
-        def walk(conn: sqlite3.Connection) -> list[StoredResponse] | None:
+        def walk(conn: Conn) -> list[StoredResponse] | None:
             found: list[StoredResponse] = []
             ids: str | None = start
             while ids is not None and len(found) < MAX_CHAIN:
@@ -317,7 +322,7 @@ class ResponseStore:
         held = self._held.pop(response_id, None)
         cutoff = self._cutoff()
 
-        def delete(conn: sqlite3.Connection) -> bool:
+        def delete(conn: Conn) -> bool:
             cur = conn.execute(
                 "DELETE FROM responses WHERE id = ? AND last_used >= ?", (response_id, cutoff)
             )

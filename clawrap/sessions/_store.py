@@ -16,13 +16,14 @@ only new messages continues exactly the id it names.
 
 Concurrency: two requests on one session are served one after the other
 (:class:`~clawrap.sessions._lifetime.SessionLocks`). Commits also check that
-the session did not change underneath (several servers on one file): if it did,
-the conversation goes to a new branch rather than over it.
+the session did not change underneath (several servers on one database): if it
+did, the conversation goes to a new branch rather than over it.
 
-Storage: stdlib ``sqlite3`` in WAL mode on one connection, used from worker
-threads one call at a time. Expired sessions (idle longer than the TTL) are
-invisible at once and deleted by :func:`~clawrap.sessions._lifetime.run_expiry`,
-with ``secure_delete`` so their text leaves the file too.
+Storage: a :class:`~clawrap.storage._database.Database`, SQLite (one file in WAL
+mode, the default) or PostgreSQL (shared by several instances), its schema
+migrated at open. Expired sessions (idle longer than the TTL) are invisible at
+once and deleted by :func:`~clawrap.sessions._lifetime.run_expiry`; on SQLite
+with ``secure_delete``, so their text leaves the file too.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ import dataclasses
 import logging
 import math
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
+from functools import partial
 from typing import TypeVar
 
 import trio
@@ -51,7 +51,7 @@ from clawrap.protocol._conversation import (
     turn_digest,
     turn_shape,
 )
-from clawrap.sessions import _sqlite as db
+from clawrap.sessions import _session_sql as db
 from clawrap.sessions._lifetime import SessionLocks, run_expiry
 from clawrap.sessions._records import (
     Resolution,
@@ -60,7 +60,10 @@ from clawrap.sessions._records import (
     SessionStats,
     check_session_id,
 )
-from clawrap.sessions._sqlite import MAX_ID_LENGTH, SessionStoreError
+from clawrap.sessions._session_sql import MAX_ID_LENGTH, SessionStoreError
+from clawrap.storage._database import Conn, Database, DatabaseError, SqliteDatabase
+from clawrap.storage._migrations import SchemaError, migrate
+from clawrap.storage._open import sqlite_path
 
 log = logging.getLogger("clawrap.sessions")
 
@@ -69,7 +72,7 @@ _T = TypeVar("_T")
 
 def session_db_path(settings: Settings) -> str:
     """``settings.session_db``, else ``<data_dir>/sessions.sqlite3`` (``:memory:`` keeps none)."""
-    return settings.session_db or str(Path(settings.data_dir) / "sessions.sqlite3")
+    return sqlite_path(settings, "sessions")
 
 
 _INFO_FIELDS = [f.name for f in dataclasses.fields(SessionInfo)][:15]
@@ -77,7 +80,8 @@ _STATS_FIELDS = [f.name for f in dataclasses.fields(SessionStats)][:8]
 
 
 class SessionStore:
-    """Sessions in one SQLite file. Open with :meth:`open`, close with :meth:`aclose`.
+    """Sessions in a database. Open with :meth:`open` (a SQLite file) or :meth:`open_on`
+    (a database the caller opened and closes), close with :meth:`aclose`.
 
     Every method raises a 500 :class:`ClawrapError` (``session_store_error``;
     details logged, none in the message) when the database fails, and a 400
@@ -85,11 +89,12 @@ class SessionStore:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, path: str, ttl: float, clock: Callable[[], float]
+        self, database: Database, ttl: float, clock: Callable[[], float], *, owned: bool
     ) -> None:
-        self._conn: sqlite3.Connection | None = conn
-        self._lock = trio.Lock()
-        self.path = path
+        self.database = database
+        self._owned = owned
+        self._closed = False
+        self.path = database.where
         self.ttl = ttl
         self.clock = clock
         self._removed: list[Callable[[list[str]], None]] = []
@@ -119,38 +124,70 @@ class SessionStore:
         ttl: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> SessionStore:
-        """Open (creating if needed) the database at ``path``; ``ttl <= 0`` never expires.
+        """Open (creating if needed) the SQLite file at ``path``; ``ttl <= 0`` never expires.
 
         Raises :class:`SessionStoreError` when the file cannot be created, opened
         or written, or is not a session database of a version this server reads.
         """
         path = os.fspath(path)
-        conn = await trio.to_thread.run_sync(db.connect, path)
-        return cls(conn, path, ttl, clock)
+        try:
+            database = await trio.to_thread.run_sync(SqliteDatabase.connect, path)
+        except DatabaseError as exc:
+            raise SessionStoreError(
+                f"Cannot create or open the session database {exc.where}: {exc.reason}"
+            ) from None
+        try:
+            return await cls.open_on(database, ttl=ttl, clock=clock, owned=True)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await database.aclose()
+            raise
+
+    @classmethod
+    async def open_on(
+        cls,
+        database: Database,
+        *,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+        owned: bool = False,
+    ) -> SessionStore:
+        """The store on ``database``, its schema migrated; closed by the caller unless
+        ``owned``. :class:`SessionStoreError` names a database it cannot use."""
+        try:
+            await database.run(partial(migrate, schema=db.SCHEMA))
+        except SchemaError as exc:
+            raise SessionStoreError(
+                f"The session database {database.where} cannot be used: {exc}; use the "
+                "clawrap that wrote it or another database (CLAWRAP_SESSION_DB)."
+            ) from None
+        except DatabaseError as exc:
+            raise SessionStoreError(
+                f"The session database {exc.where} is unusable ({exc.reason}). Move it away or set "
+                "CLAWRAP_SESSION_DB to another file."
+            ) from None
+        return cls(database, ttl, clock, owned=owned)
 
     async def aclose(self) -> None:
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await trio.to_thread.run_sync(conn.close)
+        if self._closed:
+            return
+        self._closed = True
+        if self._owned:
+            await self.database.aclose()
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        # One call at a time on the one connection; the thread is not abandoned on
-        # cancel, so a transaction always ends before the next starts.
-        async with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise ClawrapError("api_error", "The session store is closed.", status=500)
-            try:
-                return await trio.to_thread.run_sync(fn, conn)
-            except (sqlite3.Error, ValueError) as exc:
-                log.error("session store %s failed: %s", self.path, exc, exc_info=True)
-                raise ClawrapError(
-                    "api_error",
-                    "The session store failed; the server log has the details.",
-                    status=500,
-                    code="session_store_error",
-                ) from None
+    async def _call(self, fn: Callable[[Conn], _T]) -> _T:
+        if self._closed:
+            raise ClawrapError("api_error", "The session store is closed.", status=500)
+        try:
+            return await self.database.run(fn)
+        except (DatabaseError, ValueError) as exc:
+            log.error("session store %s failed: %s", self.path, exc, exc_info=True)
+            raise ClawrapError(
+                "api_error",
+                "The session store failed; the server log has the details.",
+                status=500,
+                code="session_store_error",
+            ) from None
 
     def _cutoff(self) -> float:
         """Sessions last used before this are expired. Read in the trio task, not the thread."""
@@ -160,7 +197,7 @@ class SessionStore:
         expires = row[5] + self.ttl if self.ttl > 0 else None
         return SessionInfo(**dict(zip(_INFO_FIELDS, row, strict=True)), expires_at=expires)
 
-    def _live(self, conn: sqlite3.Connection, session_id: str, cutoff: float) -> SessionInfo | None:
+    def _live(self, conn: Conn, session_id: str, cutoff: float) -> SessionInfo | None:
         row = db.session_row(conn, session_id, cutoff)
         return None if row is None else self._info(row)
 
@@ -169,7 +206,7 @@ class SessionStore:
         check_session_id(session_id)
         cutoff = self._cutoff()
 
-        def get(conn: sqlite3.Connection) -> Session | None:
+        def get(conn: Conn) -> Session | None:
             info = self._live(conn, session_id, cutoff)
             return None if info is None else Session(info, db.load_turns(conn, session_id))
 
@@ -185,7 +222,7 @@ class SessionStore:
         new_shapes = [turn_shape(t) for t in incoming]
         cutoff = self._cutoff()
 
-        def resolve(conn: sqlite3.Connection) -> Resolution:
+        def resolve(conn: Conn) -> Resolution:
             info = self._live(conn, session_id, cutoff)
             if info is None:
                 return Resolution(session_id, session_id, merge_history((), incoming), None)
@@ -205,7 +242,7 @@ class SessionStore:
         return await self._call(resolve)
 
     def _branch(
-        self, conn: sqlite3.Connection, info: SessionInfo, new: list[str], cutoff: float
+        self, conn: Conn, info: SessionInfo, new: list[str], cutoff: float
     ) -> tuple[SessionInfo, list[str]] | None:
         """The longest other conversation of ``info``'s family that ``new`` fully resends."""
         best: tuple[SessionInfo, list[str]] | None = None
@@ -250,9 +287,11 @@ class SessionStore:
 
         now, cutoff = self.clock(), self._cutoff()
 
-        def commit(conn: sqlite3.Connection) -> str:
+        def commit(conn: Conn) -> str:
             target = resolution.session_id
-            with db.transaction(conn):
+            root = source.root if source is not None else resolution.requested
+            with conn.transaction():
+                db.lock_family(conn, root)
                 if source is not None and not merge.forks:
                     row = db.session_row(conn, target, cutoff)
                     if row is not None and row[8] == merge.base:
@@ -260,7 +299,6 @@ class SessionStore:
                                   system=system, totals=totals)  # fmt: skip
                         return target
                 # A new session or branch: the whole conversation goes in.
-                root = source.root if source is not None else resolution.requested
                 db.delete_idle(conn, cutoff, target)
                 if db.taken(conn, target):
                     target = db.free_id(conn, root)
@@ -288,8 +326,8 @@ class SessionStore:
         check_session_id(session_id)
         cutoff = self._cutoff()
 
-        def delete(conn: sqlite3.Connection) -> list[str]:
-            with db.transaction(conn):
+        def delete(conn: Conn) -> list[str]:
+            with conn.transaction():
                 if self._live(conn, session_id, cutoff) is None:
                     return []
                 ids = db.family_ids(conn, session_id)
@@ -306,7 +344,7 @@ class SessionStore:
 
         cutoff = self._cutoff()
 
-        def list_(conn: sqlite3.Connection) -> tuple[list[SessionInfo], int]:
+        def list_(conn: Conn) -> tuple[list[SessionInfo], int]:
             rows, total = db.list_rows(conn, cutoff, limit, offset)
             return [self._info(r) for r in rows], total
 
@@ -315,12 +353,16 @@ class SessionStore:
     async def stats(self) -> SessionStats:
         cutoff = self._cutoff()
 
-        def stats(conn: sqlite3.Connection) -> SessionStats:
+        def stats(conn: Conn) -> SessionStats:
             row = db.stats_row(conn, cutoff)
-            files = (self.path, self.path + "-wal") if self.path != ":memory:" else ()
-            size = sum(os.path.getsize(p) for p in files if os.path.exists(p))
+            if conn.dialect == "postgres":
+                size = db.postgres_bytes(conn)
+            else:
+                files = (self.path, self.path + "-wal") if self.path != ":memory:" else ()
+                size = sum(os.path.getsize(p) for p in files if os.path.exists(p))
             counts = dict(zip(_STATS_FIELDS, (int(v) for v in row[:8]), strict=True))
-            return SessionStats(**counts, cost_usd=row[8], ttl=self.ttl, db_bytes=size)
+            cost = float(row[8])
+            return SessionStats(**counts, cost_usd=cost, ttl=self.ttl, db_bytes=size)
 
         return await self._call(stats)
 
@@ -330,8 +372,8 @@ class SessionStore:
             return 0
         cutoff = (self.clock() if now is None else now) - self.ttl
 
-        def expire(conn: sqlite3.Connection) -> list[str]:
-            with db.transaction(conn):
+        def expire(conn: Conn) -> list[str]:
+            with conn.transaction():
                 ids = db.idle_ids(conn, cutoff)
                 db.delete_idle(conn, cutoff)
             if ids:

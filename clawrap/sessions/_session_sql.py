@@ -1,28 +1,23 @@
-"""The SQLite side of the session store: schema, opening, and small queries.
+"""The session store's SQL: schema migrations and small queries, for both engines.
 
 Everything here is synchronous and runs in a worker thread, called by
-:class:`~clawrap.sessions._store.SessionStore` one call at a time on one connection.
-Schema versions live in ``PRAGMA user_version``; a file from a newer version
-is refused rather than misread.
+:class:`~clawrap.sessions._store.SessionStore` through a
+:class:`~clawrap.storage._database.Database` (SQLite or PostgreSQL).
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from clawrap.core._errors import ClawrapError
 from clawrap.core._request import Turn
 from clawrap.core._session_ids import MAX_ID_LENGTH
 from clawrap.protocol._conversation import loads_turn
+from clawrap.storage._database import Conn
+from clawrap.storage._migrations import Migration, Schema
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
+_V1_SQLITE = """
 CREATE TABLE sessions (
     id TEXT PRIMARY KEY, root TEXT NOT NULL, parent TEXT, fork_turn INTEGER,
     created REAL NOT NULL, last_used REAL NOT NULL, model TEXT, system TEXT,
@@ -37,8 +32,28 @@ CREATE TABLE turns (
     session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
     idx INTEGER NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (session_id, idx)
-) WITHOUT ROWID;
+) WITHOUT ROWID
 """
+_V1_POSTGRES = """
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY, root TEXT NOT NULL, parent TEXT, fork_turn INTEGER,
+    created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION NOT NULL,
+    model TEXT, system TEXT, turns INTEGER NOT NULL, requests BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,
+    cache_read_input_tokens BIGINT NOT NULL, cache_creation_input_tokens BIGINT NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX sessions_root ON sessions (root);
+CREATE INDEX sessions_last_used ON sessions (last_used);
+CREATE TABLE turns (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (session_id, idx)
+)
+"""
+SCHEMA = Schema("session", (Migration(1, _V1_SQLITE, _V1_POSTGRES),))
+SCHEMA_VERSION = SCHEMA.latest
+
 COLUMNS = (
     "id, root, parent, fork_turn, created, last_used, model, system, turns, requests, "
     "input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens, cost_usd"
@@ -47,97 +62,34 @@ COLUMNS = (
 
 class SessionStoreError(ClawrapError):
     """The session database cannot be opened. Raised only by :meth:`SessionStore.open`,
-    for the operator: the message names the file."""
+    for the operator: the message names the file or server."""
 
     def __init__(self, message: str) -> None:
         super().__init__("api_error", message, status=500, code="session_store_unavailable")
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """Open, create the schema if new, and prove the file is writable."""
-    try:
-        if path != ":memory:":
-            directory = Path(path).parent
-            if not directory.is_dir():
-                directory.mkdir(mode=0o700, parents=True)
-                directory.chmod(0o700)
-            # Created private before SQLite sees it; its -wal and -shm files copy the mode.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except (OSError, sqlite3.Error) as exc:
-        raise SessionStoreError(
-            f"Cannot create or open the session database {path}: {exc}"
-        ) from None
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise SessionStoreError(
-                f"The session database {path} was written by a newer clawrap "
-                f"(schema {version}); use that version or another file (CLAWRAP_SESSION_DB)."
-            )
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA secure_delete = ON")
-        if version == 0:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise SessionStoreError(
-                    f"{path} is a SQLite database but not a clawrap session database."
-                )
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes before any table
-            # One script, one transaction: a crash never leaves half a schema.
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        # A real write: a read-only file or directory fails here, not at the first commit.
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except sqlite3.Error as exc:
-        conn.close()
-        raise SessionStoreError(
-            f"The session database {path} is unusable ({exc}). Move it away or set "
-            "CLAWRAP_SESSION_DB to another file."
-        ) from None
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def load_turns(conn: sqlite3.Connection, session_id: str) -> tuple[Turn, ...]:
+def load_turns(conn: Conn, session_id: str) -> tuple[Turn, ...]:
     rows = conn.execute(
         "SELECT body FROM turns WHERE session_id = ? ORDER BY idx", (session_id,)
     ).fetchall()
     return tuple(loads_turn(r[0]) for r in rows)
 
 
-def load_digests(conn: sqlite3.Connection, session_id: str) -> list[str]:
+def load_digests(conn: Conn, session_id: str) -> list[str]:
     rows = conn.execute(
         "SELECT digest FROM turns WHERE session_id = ? ORDER BY idx", (session_id,)
     ).fetchall()
     return [r[0] for r in rows]
 
 
-def insert_turns(
-    conn: sqlite3.Connection, session_id: str, start: int, rows: Sequence[tuple[str, str]]
-) -> None:
+def insert_turns(conn: Conn, session_id: str, start: int, rows: Sequence[tuple[str, str]]) -> None:
     conn.executemany(
         "INSERT INTO turns (session_id, idx, body, digest) VALUES (?, ?, ?, ?)",
         [(session_id, start + i, body, digest) for i, (body, digest) in enumerate(rows)],
     )
 
 
-def free_id(conn: sqlite3.Connection, root: str) -> str:
+def free_id(conn: Conn, root: str) -> str:
     """The first unused branch id ``<root>.<n>`` (root shortened to keep ids valid)."""
     n = 1
     while True:
@@ -148,8 +100,11 @@ def free_id(conn: sqlite3.Connection, root: str) -> str:
         n += 1
 
 
-def reclaim(conn: sqlite3.Connection) -> None:
-    """Give deleted pages back to the file system and empty the WAL of deleted text."""
+def reclaim(conn: Conn) -> None:
+    """Give deleted pages back to the file system and empty the WAL of deleted text
+    (SQLite; PostgreSQL's autovacuum does this on its own)."""
+    if conn.dialect != "sqlite":
+        return
     conn.execute("PRAGMA incremental_vacuum")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -161,15 +116,23 @@ Row = tuple[Any, ...]
 Totals = tuple[int, int, int, int, float]
 
 
-def session_row(conn: sqlite3.Connection, session_id: str, cutoff: float) -> Row | None:
-    """The session's row (in :data:`COLUMNS` order) if used at or after ``cutoff``."""
+def session_row(
+    conn: Conn, session_id: str, cutoff: float, *, for_update: bool = False
+) -> Row | None:
+    """The session's row (in :data:`COLUMNS` order) if used at or after ``cutoff``.
+
+    ``for_update`` (in a transaction): on PostgreSQL, other instances' commits to this
+    session wait until this transaction ends (SQLite's write lock already covers it).
+    """
+    lock = " FOR UPDATE" if for_update and conn.dialect == "postgres" else ""
     row: Row | None = conn.execute(
-        f"SELECT {COLUMNS} FROM sessions WHERE id = ? AND last_used >= ?", (session_id, cutoff)
+        f"SELECT {COLUMNS} FROM sessions WHERE id = ? AND last_used >= ?{lock}",
+        (session_id, cutoff),
     ).fetchone()
     return row
 
 
-def family_rows(conn: sqlite3.Connection, root: str, cutoff: float, limit: int = 64) -> list[Row]:
+def family_rows(conn: Conn, root: str, cutoff: float, limit: int = 64) -> list[Row]:
     """The live sessions of one family (a session and its branches), latest first."""
     return conn.execute(
         f"SELECT {COLUMNS} FROM sessions WHERE root = ? AND last_used >= ? "
@@ -178,9 +141,7 @@ def family_rows(conn: sqlite3.Connection, root: str, cutoff: float, limit: int =
     ).fetchall()
 
 
-def list_rows(
-    conn: sqlite3.Connection, cutoff: float, limit: int, offset: int
-) -> tuple[list[Row], int]:
+def list_rows(conn: Conn, cutoff: float, limit: int, offset: int) -> tuple[list[Row], int]:
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM sessions WHERE last_used >= ? "
         "ORDER BY last_used DESC, id LIMIT ? OFFSET ?",
@@ -190,19 +151,36 @@ def list_rows(
     return rows, int(total.fetchone()[0])
 
 
-def stats_row(conn: sqlite3.Connection, cutoff: float) -> Row:
+def stats_row(conn: Conn, cutoff: float) -> Row:
     """Sessions, branches, turns, requests, the four token totals, cost."""
     row: Row = conn.execute(
-        "SELECT count(*), count(parent), total(turns), total(requests), total(input_tokens), "
-        "total(output_tokens), total(cache_read_input_tokens), "
-        "total(cache_creation_input_tokens), total(cost_usd) FROM sessions WHERE last_used >= ?",
+        "SELECT count(*), count(parent), coalesce(sum(turns), 0), coalesce(sum(requests), 0), "
+        "coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
+        "coalesce(sum(cache_read_input_tokens), 0), "
+        "coalesce(sum(cache_creation_input_tokens), 0), coalesce(sum(cost_usd), 0) "
+        "FROM sessions WHERE last_used >= ?",
         (cutoff,),
     ).fetchone()
     return row
 
 
+def lock_family(conn: Conn, root: str) -> None:
+    """In a transaction on PostgreSQL: commits to one family (a session and its branches)
+    from several instances take turns. SQLite's write lock already serialises them."""
+    if conn.dialect == "postgres":
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (root,))
+
+
+def postgres_bytes(conn: Conn) -> int:
+    """What the session tables take on the PostgreSQL server."""
+    row = conn.execute(
+        "SELECT pg_total_relation_size('sessions') + pg_total_relation_size('turns')"
+    ).fetchone()
+    return int(row[0])
+
+
 def append(
-    conn: sqlite3.Connection,
+    conn: Conn,
     session_id: str,
     base: int,
     rows: Sequence[tuple[str, str]],
@@ -226,7 +204,7 @@ def append(
 
 
 def create(
-    conn: sqlite3.Connection,
+    conn: Conn,
     session_id: str,
     *,
     root: str,
@@ -246,11 +224,11 @@ def create(
     insert_turns(conn, session_id, 0, rows)
 
 
-def taken(conn: sqlite3.Connection, session_id: str) -> bool:
+def taken(conn: Conn, session_id: str) -> bool:
     return conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
 
 
-def delete_idle(conn: sqlite3.Connection, cutoff: float, session_id: str | None = None) -> int:
+def delete_idle(conn: Conn, cutoff: float, session_id: str | None = None) -> int:
     """Delete sessions last used before ``cutoff`` (only ``session_id``, if given)."""
     if session_id is None:
         cur = conn.execute("DELETE FROM sessions WHERE last_used < ?", (cutoff,))
@@ -261,13 +239,13 @@ def delete_idle(conn: sqlite3.Connection, cutoff: float, session_id: str | None 
     return cur.rowcount
 
 
-def delete_family(conn: sqlite3.Connection, session_id: str) -> int:
+def delete_family(conn: Conn, session_id: str) -> int:
     """Delete a session and every branch whose root it is."""
     cur = conn.execute("DELETE FROM sessions WHERE id = ? OR root = ?", (session_id, session_id))
     return cur.rowcount
 
 
-def family_ids(conn: sqlite3.Connection, session_id: str) -> list[str]:
+def family_ids(conn: Conn, session_id: str) -> list[str]:
     """The ids :func:`delete_family` would delete."""
     rows = conn.execute(
         "SELECT id FROM sessions WHERE id = ? OR root = ?", (session_id, session_id)
@@ -275,7 +253,7 @@ def family_ids(conn: sqlite3.Connection, session_id: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def idle_ids(conn: sqlite3.Connection, cutoff: float) -> list[str]:
+def idle_ids(conn: Conn, cutoff: float) -> list[str]:
     """The ids :func:`delete_idle` (without a session id) would delete."""
     rows = conn.execute("SELECT id FROM sessions WHERE last_used < ?", (cutoff,)).fetchall()
     return [str(r[0]) for r in rows]
@@ -284,12 +262,12 @@ def idle_ids(conn: sqlite3.Connection, cutoff: float) -> list[str]:
 __all__ = [
     "COLUMNS",
     "MAX_ID_LENGTH",
+    "SCHEMA",
     "SCHEMA_VERSION",
     "Row",
     "SessionStoreError",
     "Totals",
     "append",
-    "connect",
     "create",
     "delete_family",
     "delete_idle",
@@ -301,9 +279,10 @@ __all__ = [
     "list_rows",
     "load_digests",
     "load_turns",
+    "lock_family",
+    "postgres_bytes",
     "reclaim",
     "session_row",
     "stats_row",
     "taken",
-    "transaction",
 ]
