@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ async def clawrap_process(
     try:
         with trio.fail_after(TEST_LIMIT):
             await ready.wait()
-        assert url, f"clawrap did not start: {log.read_text(errors='replace')[-2000:]}"
+        assert url, f"clawrap did not start: {tail(log)}"
         yield url[0]
     finally:
         if process.returncode is None:
@@ -83,7 +84,15 @@ async def clawrap_process(
                 await process.wait()
     alive = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"processes left behind by clawrap: {alive}"
-    assert process.returncode == 0, log.read_text(errors="replace")[-2000:]
+    assert process.returncode == 0, tail(log)
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
+def get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=CLIENT_TIMEOUT)
 
 
 def texts_upstream(upstream: Upstream, marker: str) -> str:
@@ -169,14 +178,14 @@ async def test_two_instances_share_chains_sessions_and_the_ledger(
 
         # Either instance reads the whole session, and the one ledger both wrote.
         for at in servers:
-            session = httpx.get(at + "/v1/sessions/shared-chat", timeout=CLIENT_TIMEOUT).json()
+            session = (await in_thread(partial(get, at + "/v1/sessions/shared-chat"))).json()
             assert session["turns"] == 8
-            usage = httpx.get(at + "/v1/usage", timeout=CLIENT_TIMEOUT).json()
+            usage = (await in_thread(partial(get, at + "/v1/usage"))).json()
             totals = usage["total"]
             assert totals["requests"] == 8, usage
             assert totals["output_tokens"] == sum(o for _, o in used), (usage, used)
             assert totals["input_tokens"] + totals.get("cache_read_tokens", 0) + totals.get(
                 "cache_write_tokens", 0
             ) == sum(i for i, _ in used), (usage, used)
-            health = httpx.get(at + "/health", timeout=CLIENT_TIMEOUT)
+            health = await in_thread(partial(get, at + "/health"))
             assert (health.status_code, health.json()) == (200, {"status": "ok"})
