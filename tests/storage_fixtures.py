@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pg_server
 import pytest
 import trio
 
+from bench import _pg as pg_server
 from clawrap.storage._database import Database, SqliteDatabase
 
 ENGINES = ["sqlite", "postgres"]

@@ -28,8 +28,8 @@ import psutil
 import pytest
 import trio
 from e2e import CLIENT_TIMEOUT, TEST_LIMIT, Upstream, cli_env, in_thread, start_upstream
-from pg_server import PgServer
 
+from bench._pg import PgServer
 from clawrap.scripted._model import Reply
 
 pytestmark = [pytest.mark.e2e]

