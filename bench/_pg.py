@@ -5,7 +5,8 @@ listening on 127.0.0.1 (a free port) and a unix socket in that directory, tuned
 for tests (no fsync) unless asked to be durable. As root, PostgreSQL refuses to
 run: then both run as ``nobody``, which owns the directory. :meth:`PgServer.stop`
 stops the server (SIGINT, its fast shutdown, then SIGKILL) and deletes the
-directory; the tests' session fixture always calls it. :func:`unavailable` says why no server can be started here, or None.
+directory; the tests' session fixture always calls it. :func:`unavailable` says
+why no server can be started here, or None.
 """
 
 from __future__ import annotations
