@@ -192,15 +192,15 @@ class ResponsesRoutes:
                 ", ".join(options.ignored_tools),
             )
             send = _with_header(send, IGNORED_TOOLS_HEADER, ",".join(options.ignored_tools))
+        if store is not None and memory is None:
+            # Written before the last bytes go out: a client that continues it at once,
+            # on this instance or another sharing the store, finds it.
+            send = _flush_before_end(send, store, options.response_id)
         if not options.generate:
             await self._record_only(options, send)
             if store is not None:
                 await self._flush(store, options.response_id)
             return
-        if store is not None and memory is None:
-            # Written before the last bytes go out: a client that continues it at once,
-            # on this instance or another sharing the store, finds it.
-            send = _flush_before_end(send, store, options.response_id)
         scope = trio.CancelScope()
         self.running[options.response_id] = (options, scope)
         try:
