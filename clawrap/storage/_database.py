@@ -7,7 +7,8 @@ worker thread (``trio.to_thread.run_sync``), so the event loop never waits on di
 or network. Where the engines differ, a store asks :attr:`Conn.dialect`.
 
 - :class:`SqliteDatabase`: one connection to one file, used one call at a time
-  (a ``trio.Lock``); WAL mode.
+  (a ``trio.Lock``); WAL mode. An in-memory database (``:memory:``, no disk to wait
+  for) runs its calls in place.
 - :class:`PostgresDatabase`: a ``psycopg_pool.ConnectionPool`` of synchronous
   psycopg 3 connections; up to ``pool`` calls run at once, each on its own
   connection in its own thread. psycopg's asyncio API is not used: its pool runs
@@ -176,6 +177,10 @@ class SqliteDatabase(Database):
         # The thread is not abandoned on cancel, so a transaction always ends before the
         # next call starts.
         async with self._lock:
+            if self.path == ":memory:":
+                # No disk to wait for: run in place (a thread would only add its hand-off,
+                # and trio's autojump test clock would take the wait for idleness).
+                return self.run_now(fn)
             return await trio.to_thread.run_sync(self.run_now, fn)
 
     def run_now(self, fn: Callable[[Conn], _T]) -> _T:
