@@ -151,8 +151,9 @@ def test_an_unreachable_store_refuses_keyed_requests_with_a_503() -> None:
 
 
 def test_a_limits_url_without_a_usable_store_stops_start_up(tmp_path: Path) -> None:
+    from clawrap.accounting._ledger import Ledger
     from clawrap.cli._server import open_accountant
     from clawrap.core._config import Settings
 
     with pytest.raises(SystemExit, match="CLAWRAP_LIMITS_URL"):
-        open_accountant(Settings(data_dir=tmp_path, limits_url="redis://[bad"))
+        open_accountant(Settings(data_dir=tmp_path, limits_url="redis://[bad"), Ledger())
