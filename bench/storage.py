@@ -23,6 +23,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ async def concurrent(app: Any, key: str, requests: int, width: int) -> float:
     return requests / (time.perf_counter() - start)
 
 
-async def build(settings: Settings, ring: KeyRing, db: list[Database]) -> tuple[Any, Any]:
+async def build(settings: Settings, ring: KeyRing, db: Sequence[Database]) -> tuple[Any, Any]:
     """The app on ``db``: one database shared by the stores, or one each (SQLite files)."""
     sessions = await SessionStore.open_on(db[0], ttl=3600)
     responses = await ResponseStore.open(settings, db[1 % len(db)])
