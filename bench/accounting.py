@@ -92,6 +92,8 @@ async def one_request(app: Any, key: str) -> float:
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal first
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            raise RuntimeError(f"the benchmark's request was answered {message['status']}")
         if message["type"] == "http.response.body":
             if first is None and message.get("body"):
                 first = time.perf_counter() - start
@@ -103,7 +105,11 @@ async def one_request(app: Any, key: str) -> float:
         "method": "POST",
         "path": "/v1/chat/completions",
         "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {key}".encode())],
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-type", b"application/json"),
+        ],
     }
     await app(scope, receive, send)
     assert first is not None
