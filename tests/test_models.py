@@ -96,3 +96,13 @@ def test_the_live_list_keeps_only_well_formed_fields() -> None:
     ]
     with pytest.raises(ValueError):
         parse_models({"data": "nope"})
+
+
+@pytest.mark.parametrize("model", ["sonnet\x00x", "a\nb", "x" * 257])
+def test_a_model_id_that_is_not_printable_or_too_long_is_400_even_when_any_is_allowed(
+    model: str,
+) -> None:
+    with pytest.raises(ClawrapError) as caught:
+        resolve_model(model, Settings(allow_any_model=True), param="model")
+    assert caught.value.status == 400
+    assert caught.value.param == "model"

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from clawrap.core._config import Settings
-from clawrap.core._errors import ClawrapError
+from clawrap.core._errors import ClawrapError, invalid_request
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +130,10 @@ def _known(model_id: str, extra_ids: tuple[str, ...]) -> bool:
     )
 
 
+# Longer than any model id; a bound on what reaches the CLI's command line and the ledger.
+MAX_MODEL_ID = 256
+
+
 def resolve_model(
     requested: str | None,
     settings: Settings,
@@ -144,6 +148,12 @@ def resolve_model(
     """
     if not requested:
         requested = settings.default_model
+    if len(requested) > MAX_MODEL_ID or not requested.isprintable():
+        # It becomes a command-line argument of the CLI and a column of the usage ledger.
+        raise invalid_request(
+            f"'{param}' must be a model id: printable, at most {MAX_MODEL_ID} characters.",
+            param=param,
+        )
     mapped = parse_model_map(settings.model_map).get(requested)
     if mapped is not None:
         return mapped
@@ -163,6 +173,7 @@ __all__ = [
     "ALIASES",
     "ALIAS_TARGETS",
     "CATALOGUE",
+    "MAX_MODEL_ID",
     "ModelInfo",
     "advertised_models",
     "model_info",
