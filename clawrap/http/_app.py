@@ -11,12 +11,11 @@ Every response carries ``x-request-id`` (the client's, sanitised, or a new one)
 and, for configured origins, CORS headers. One log line per request
 (:mod:`clawrap.http._request_log`).
 
-Completion routes read Claude Code's own settings first
-(:func:`~clawrap.agent._mode.parse_claude_headers`: the ``X-Claude-*`` headers
-and the body's ``enable_tools`` / ``claude``), take those fields out of the
-body, let the dialect decode the rest and lay the settings over its request.
-The routes that describe the server (models, pool, sessions, tools, MCP
-servers, health, version, landing page) live in :mod:`clawrap.http._info_routes`;
+The completion routes (chat completions, messages, count_tokens, the response
+cache) are :mod:`clawrap.http._completion_routes`; the Responses API is
+:mod:`clawrap.http._responses_routes`. The routes that describe the server
+(models, pool, sessions, tools, MCP servers, health, version, landing page) live
+in :mod:`clawrap.http._info_routes`;
 they sit behind the API key like every route but ``/health``. The login state and the
 deep health check are :mod:`clawrap.http._health_routes`; while the CLI reports no
 login, completions are answered with a 401 before any run starts.
@@ -26,27 +25,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
 import trio
 
-from clawrap.accounting._accountant import Accountant, Run
-from clawrap.accounting._keys import LOCAL, Identity, KeyRing
+from clawrap.accounting._accountant import Accountant
+from clawrap.accounting._keys import KeyRing
 from clawrap.accounting._ledger import Ledger
 from clawrap.agent._mcp_registry import McpRegistry
-from clawrap.agent._mode import parse_claude_headers
 from clawrap.core._backend import Backend
 from clawrap.core._config import Settings
-from clawrap.core._errors import ClawrapError, invalid_request
+from clawrap.core._errors import ClawrapError
 from clawrap.core._models import ALIASES, advertised_models
-from clawrap.core._request import CompletionRequest
 from clawrap.http import _security as security
 from clawrap.http import _wire as wire
 from clawrap.http._accounting_routes import AccountingRoutes
 from clawrap.http._asgi import (
-    JSON_TYPE,
     ClientDisconnected,
     Message,
     Receive,
@@ -54,32 +49,27 @@ from clawrap.http._asgi import (
     Scope,
     Send,
     header_pairs,
-    parse_json_object,
-    read_body,
-    retry_after_header,
     send_bytes,
     send_json,
 )
+from clawrap.http._completion_routes import CompletionRoutes, unknown_url
 from clawrap.http._drain import WORK_ROUTES, Drain, draining_error
 from clawrap.http._exchange import (
     SHUTDOWN_GRACE,
     Sessions,
-    client_gone,
     internal_error,
-    run_exchange,
 )
-from clawrap.http._health_routes import HealthRoutes, login_state
+from clawrap.http._health_routes import HealthRoutes
 from clawrap.http._info_routes import InfoRoutes
 from clawrap.http._ops_routes import OpsRoutes, ToolStats
 from clawrap.http._proxies import TrustedProxies
 from clawrap.http._request_log import RequestRecord, log_request, request_id
-from clawrap.http._response_cache import HIT_HEADER, Capture, ResponseCache, cache_key, wants_cache
+from clawrap.http._response_cache import ResponseCache
 from clawrap.http._responses_routes import ResponsesRoutes
 from clawrap.http._responses_socket import serve_socket
 from clawrap.http._route_call import MODEL_PREFIX, Call, Handler, error_shape, send_error
 from clawrap.http._upstream_retry import UpstreamRetries
-from clawrap.protocol._dialect import Dialect, TokenCounting
-from clawrap.protocol._request_checks import check_request
+from clawrap.protocol._dialect import Dialect
 from clawrap.sessions._responses import ResponseStore
 from clawrap.sessions._store import SessionStore
 from clawrap.storage._database import Database
@@ -88,8 +78,6 @@ logger = logging.getLogger("clawrap.app")
 
 _SESSION_PREFIX = "/v1/sessions/"
 REFRESH_PATH = "/v1/models/refresh"
-# Body fields that are Claude Code's settings, not the dialect's.
-_CLAUDE_FIELDS = ("enable_tools", "claude")
 
 
 def canonical_path(path: str) -> str:
@@ -156,30 +144,40 @@ class App:
         # Stored responses: given (tests), or opened at start-up and closed at shutdown.
         self.response_store = responses
         self._own_response_store = responses is None
-        self.responses = ResponsesRoutes(
-            settings=settings,
-            run=self._run_exchange,
-            admit=self._admit_responses,
-            claude=self._claude_settings,
-            store=lambda: self.response_store,
-        )
         self.retries = UpstreamRetries(settings)
         accountant.metrics.watch_models(self.retries.status, self._model_label)
         self.cache = ResponseCache(settings)
         self.tool_stats = ToolStats()
+        self.completions = CompletionRoutes(
+            settings=settings,
+            backend=backend,
+            dialects=self.dialects,
+            mcp=mcp,
+            accountant=accountant,
+            limiter=self.limiter,
+            sessions=self.sessions,
+            retries=self.retries,
+            cache=self.cache,
+            tool_stats=self.tool_stats,
+            shutdown=self.shutdown,
+            grace=lambda: self.shutdown_grace,
+        )
+        self.responses = ResponsesRoutes(
+            settings=settings,
+            run=self.completions.run_exchange,
+            admit=self.completions.admit_responses,
+            claude=self.completions.claude_settings,
+            store=lambda: self.response_store,
+        )
         self.ops = OpsRoutes(settings, self.dialects, mcp, self.tool_stats)
         self.health = HealthRoutes(settings, backend, self.limiter, self.retries)
         self.routes: dict[tuple[str, str], Handler] = {
-            ("POST", "/v1/chat/completions"): self._chat_completions,
-            ("POST", "/v1/messages"): self._messages,
-            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            **self.completions.routes(),
             **self.info.routes(),
             **AccountingRoutes(accountant).routes(),
             **self.responses.routes(),
             **self.health.routes(),
             **self.ops.routes(),
-            ("GET", "/v1/cache/stats"): self._cache_stats,
-            ("POST", "/v1/cache/clear"): self._cache_clear,
             ("GET", "/health"): self._health,
         }
         self.methods: dict[str, list[str]] = {}
@@ -361,7 +359,7 @@ class App:
             route = ResponsesRoutes.route_of(call.path, call.params) or route
         allowed = self.methods.get(route)
         if allowed is None:
-            await send_error(call, _unknown_url(method, call.request.path))
+            await send_error(call, unknown_url(method, call.request.path))
             return
         if method == "OPTIONS":
             await self._options(call, allowed)
@@ -396,211 +394,6 @@ class App:
         if security.is_preflight("OPTIONS", call.request.headers):
             headers += security.preflight_headers(self.settings, call.request.headers)
         await send_bytes(call.send, 204, b"", b"text/plain", headers)
-
-    # -- completions -----------------------------------------------------------------------------
-
-    async def _chat_completions(self, call: Call) -> None:
-        await self._complete(call, "openai")
-
-    async def _messages(self, call: Call) -> None:
-        await self._complete(call, "anthropic")
-
-    async def _complete(self, call: Call, dialect_name: str) -> None:
-        dialect = self.dialects.get(dialect_name)
-        if dialect is None:
-            await send_error(call, _unavailable(call.path))
-            return
-        try:
-            body = parse_json_object(await self._read(call))
-            headers = call.request.headers
-            claude = parse_claude_headers(body, headers, self.settings, self.mcp)
-            body = {k: v for k, v in body.items() if k not in _CLAUDE_FIELDS}
-            request, options = dialect.decode(body, headers, self.settings)
-            # Every 400 before the request queues for a session, a run slot or a process.
-            request = check_request(
-                claude.apply(request), max_schema_depth=self.settings.json_schema_max_depth
-            )
-            state = login_state(self.backend)
-            refusal = state.refusal() if state is not None else None
-            if refusal is not None:
-                raise refusal
-            n = getattr(options, "n", 1)
-            if n > 1 and request.agent is not None:
-                raise invalid_request("'n' above 1 is not available in agent mode.", param="n")
-            run = await self._admit(call, request)
-        except ClawrapError as error:
-            await send_json(
-                call.send,
-                error.status,
-                dialect.error_body(error),
-                retry_after_header(error.retry_after),
-            )
-            call.record.error = error.kind
-            return
-        if run.budget_usd is not None and request.agent is not None:
-            request = replace(request, max_budget_usd=run.budget_usd)
-        try:
-            await self._exchange(call, dialect, request, options, run)
-        finally:
-            await run.finish(client_gone())
-
-    async def _admit(self, call: Call, request: CompletionRequest) -> Run:
-        """The key's run, or a ClawrapError naming the limit that refuses it."""
-        identity = call.identity if call.identity is not None else Identity(LOCAL)
-        models = (request.requested_model, request.model)
-        return await self.accountant.admit(identity, models, agent=request.agent is not None)
-
-    async def _exchange(
-        self, call: Call, dialect: Dialect, request: CompletionRequest, options: Any, run: Run
-    ) -> None:
-        key = None
-        if wants_cache(self.settings, call.request.headers):
-            key = cache_key(dialect.name, request, options)
-        if key is not None:
-            cached = self.cache.get(key)
-            if cached is not None:
-                call.record.model = request.requested_model
-                await send_bytes(call.send, 200, cached, JSON_TYPE, [HIT_HEADER])
-                return
-            capture = Capture(call.send)
-            call = replace(call, send=capture.send)
-        if getattr(options, "n", 1) > 1:
-            from clawrap.http._choices import run_choices
-
-            await run_choices(
-                call.receive,
-                call.send,
-                request=request,
-                options=options,
-                backend=self.backend,
-                settings=self.settings,
-                limiter=self.limiter,
-                record=call.record,
-                retries=self.retries,
-                account=run,
-                shutdown=self.shutdown,
-                shutdown_grace=self.shutdown_grace,
-            )
-            return
-        await self._one_exchange(
-            call.receive, call.send, dialect, request, options, call.record, run
-        )
-        if key is not None and (response := capture.body()) is not None:
-            self.cache.put(key, response)
-
-    async def _cache_stats(self, call: Call) -> None:
-        await send_json(call.send, 200, self.cache.stats())
-
-    async def _cache_clear(self, call: Call) -> None:
-        await send_json(call.send, 200, {"object": "cache.cleared", "cleared": self.cache.clear()})
-
-    def _claude_settings(
-        self, body: dict[str, Any], headers: Mapping[str, str]
-    ) -> Callable[[CompletionRequest], CompletionRequest]:
-        """Claude Code's own settings of a request (agent mode), to lay over its decoding."""
-        return parse_claude_headers(body, headers, self.settings, self.mcp).apply
-
-    async def _admit_responses(self, identity: Identity | None, request: CompletionRequest) -> Run:
-        """The key's run for a Responses API request (HTTP or a WebSocket message)."""
-        state = login_state(self.backend)
-        refusal = state.refusal() if state is not None else None
-        if refusal is not None:
-            raise refusal
-        identity = identity if identity is not None else Identity(LOCAL)
-        models = (request.requested_model, request.model)
-        return await self.accountant.admit(identity, models, agent=request.agent is not None)
-
-    async def _run_exchange(
-        self,
-        receive: Receive,
-        send: Send,
-        dialect: Dialect,
-        request: CompletionRequest,
-        options: Any,
-        record: RequestRecord,
-        run: Run,
-    ) -> None:
-        """An admitted run's exchange, its accounting finished whatever happens."""
-        if run.budget_usd is not None and request.agent is not None:
-            request = replace(request, max_budget_usd=run.budget_usd)
-        try:
-            await self._one_exchange(receive, send, dialect, request, options, record, run)
-        finally:
-            await run.finish(client_gone())
-
-    async def _one_exchange(
-        self,
-        receive: Receive,
-        send: Send,
-        dialect: Dialect,
-        request: CompletionRequest,
-        options: Any,
-        record: RequestRecord,
-        run: Run,
-    ) -> None:
-        """One exchange of an admitted run, with this app's backend, limits and stores."""
-        await run_exchange(
-            receive,
-            send,
-            dialect=dialect,
-            request=request,
-            options=options,
-            backend=self.backend,
-            settings=self.settings,
-            limiter=self.limiter,
-            record=record,
-            shutdown=self.shutdown,
-            sessions=self.sessions,
-            account=run,
-            retries=self.retries,
-            tool_stats=self.tool_stats,
-            shutdown_grace=self.shutdown_grace,
-        )
-
-    async def _read(self, call: Call) -> bytes:
-        """The JSON body of a POST route (415 unless declared ``application/json``)."""
-        refusal = security.check_json_content_type(call.request.headers)
-        if refusal is not None:
-            raise refusal
-        limit = self.settings.body_timeout
-        with trio.move_on_after(limit):
-            return await read_body(call.receive, call.request.headers, self.settings.max_body_bytes)
-        # The connection closes after this answer: the rest of the body is never read.
-        raise ClawrapError(
-            "invalid_request",
-            f"The request body did not arrive within {limit:g} s (CLAWRAP_BODY_TIMEOUT).",
-            status=408,
-            code="body_timeout",
-        )
-
-    async def _count_tokens(self, call: Call) -> None:
-        dialect = self.dialects.get("anthropic")
-        if not isinstance(dialect, TokenCounting):
-            await send_error(call, _unknown_url(call.request.method, call.path))
-            return
-        try:
-            body = parse_json_object(await self._read(call))
-            result = dialect.count_tokens(body, self.settings)
-        except ClawrapError as error:
-            await send_error(call, error)
-            return
-        await send_json(call.send, 200, result)
-
-
-def _unknown_url(method: str, path: str) -> ClawrapError:
-    shown = path if len(path) <= 200 else path[:200] + "..."
-    return ClawrapError(
-        "not_found",
-        f"Unknown request URL: {method} {shown}. Endpoints are under /v1 "
-        "(e.g. POST /v1/chat/completions, POST /v1/messages, GET /v1/models).",
-        code="unknown_url",
-    )
-
-
-def _unavailable(path: str) -> ClawrapError:
-    return ClawrapError(
-        "api_error", f"{path} is not available in this build.", status=501, code="not_available"
-    )
 
 
 def create_app(
