@@ -75,8 +75,11 @@ class AccountingOff(Accountant):
         return _NoRun(self, identity, models[0], None)
 
 
-async def one_request(app: Any, key: str) -> float:
-    """Seconds to the first body chunk of one streamed completion."""
+async def one_request(
+    app: Any, key: str, *, body: bytes = BODY, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> float:
+    """Seconds to the first body chunk of one streamed completion (``body``), sent in memory
+    to the ASGI ``app`` with ``key`` and ``headers``; anything but a 200 stops the bench."""
     start = time.perf_counter()
     first: float | None = None
     sent = False
@@ -86,7 +89,7 @@ async def one_request(app: Any, key: str) -> float:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await done.wait()
         return {"type": "http.disconnect"}
 
@@ -109,6 +112,7 @@ async def one_request(app: Any, key: str) -> float:
             (b"host", b"127.0.0.1"),
             (b"authorization", f"Bearer {key}".encode()),
             (b"content-type", b"application/json"),
+            *headers,
         ],
     }
     await app(scope, receive, send)

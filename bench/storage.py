@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from bench import _pg
+from bench import _pg, accounting
 from bench.accounting import InstantBackend
 from clawrap.accounting._accountant import Accountant
 from clawrap.accounting._keys import KeyRing, add_key
@@ -49,44 +49,9 @@ BODY = json.dumps(
 
 async def one_request(app: Any, key: str, session: str) -> float:
     """Seconds to the first body chunk of one streamed completion in ``session``."""
-    start = time.perf_counter()
-    first: float | None = None
-    sent = False
-    done = trio.Event()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal first
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise RuntimeError(f"the app answered {message['status']}")
-        if message["type"] == "http.response.body":
-            if first is None and message.get("body"):
-                first = time.perf_counter() - start
-            if not message.get("more_body"):
-                done.set()
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {key}".encode()),
-            (b"x-session-id", session.encode()),
-        ],
-    }
-    await app(scope, receive, send)
-    assert first is not None
-    return first
+    return await accounting.one_request(
+        app, key, body=BODY, headers=((b"x-session-id", session.encode()),)
+    )
 
 
 async def sequential(app: Any, key: str, requests: int) -> tuple[float, list[float]]:
