@@ -23,13 +23,12 @@ open.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -37,13 +36,11 @@ from clawrap.core._config import Settings
 from clawrap.core._errors import ClawrapError
 from clawrap.core._request import Turn
 from clawrap.protocol._conversation import turn_from_json, turn_to_json
+from clawrap.sessions._database_store import DatabaseStore
 from clawrap.storage._database import Conn, Database, DatabaseError
 from clawrap.storage._migrations import Migration, Schema, SchemaError, migrate
 from clawrap.storage._open import open_database, sqlite_path
 
-log = logging.getLogger("clawrap.responses")
-
-_T = TypeVar("_T")
 MAX_CHAIN = 10_000  # responses followed back along one chain
 
 _V1_SQLITE = """
@@ -134,11 +131,15 @@ def response_db_path(settings: Settings) -> str:
     return sqlite_path(settings, "responses")
 
 
-class ResponseStore:
+class ResponseStore(DatabaseStore):
     """Stored responses in a database. Open with :meth:`open`, close with :meth:`aclose`.
 
     Database failures are a 500 ``response_store_error`` (details in the log).
     """
+
+    what = "response store"
+    code = "response_store_error"
+    failures = (DatabaseError, ValueError, KeyError, TypeError)
 
     def __init__(
         self,
@@ -149,9 +150,7 @@ class ResponseStore:
         clock: Callable[[], float] = time.time,
         owned: bool = False,
     ) -> None:
-        self.database = database
-        self._owned = owned
-        self._closed = False
+        super().__init__(database, owned=owned)
         self.ttl = ttl
         self.max_bytes = max_bytes
         self.clock = clock
@@ -182,27 +181,6 @@ class ResponseStore:
             max_bytes=settings.response_store_mb * 1024 * 1024,
             owned=owned,
         )
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._owned:
-            await self.database.aclose()
-
-    async def _call(self, fn: Callable[[Conn], _T]) -> _T:
-        if self._closed:
-            raise ClawrapError("api_error", "The response store is closed.", status=500)
-        try:
-            return await self.database.run(fn)
-        except (DatabaseError, ValueError, KeyError, TypeError) as exc:
-            log.error("response store failed: %s", exc, exc_info=True)
-            raise ClawrapError(
-                "api_error",
-                "The response store failed; the server log has the details.",
-                status=500,
-                code="response_store_error",
-            ) from None
 
     def _cutoff(self) -> float:
         return self.clock() - self.ttl if self.ttl > 0 else -math.inf

@@ -36,12 +36,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TypeVar
 
 import trio
 
 from clawrap.core._config import Settings
-from clawrap.core._errors import ClawrapError
 from clawrap.core._events import Usage
 from clawrap.core._request import Turn
 from clawrap.protocol._conversation import (
@@ -52,6 +50,7 @@ from clawrap.protocol._conversation import (
     turn_shape,
 )
 from clawrap.sessions import _session_sql as db
+from clawrap.sessions._database_store import DatabaseStore
 from clawrap.sessions._lifetime import SessionLocks, run_expiry
 from clawrap.sessions._records import (
     Resolution,
@@ -67,8 +66,6 @@ from clawrap.storage._open import sqlite_path
 
 log = logging.getLogger("clawrap.sessions")
 
-_T = TypeVar("_T")
-
 
 def session_db_path(settings: Settings) -> str:
     """``settings.session_db``, else ``<data_dir>/sessions.sqlite3`` (``:memory:`` keeps none)."""
@@ -79,7 +76,7 @@ _INFO_FIELDS = [f.name for f in dataclasses.fields(SessionInfo)][:15]
 _STATS_FIELDS = [f.name for f in dataclasses.fields(SessionStats)][:8]
 
 
-class SessionStore:
+class SessionStore(DatabaseStore):
     """Sessions in a database. Open with :meth:`open` (a SQLite file) or :meth:`open_on`
     (a database the caller opened and closes), close with :meth:`aclose`.
 
@@ -88,12 +85,13 @@ class SessionStore:
     for a malformed session id. ``clock`` gives Unix time (tests replace it).
     """
 
+    what = "session store"
+    code = "session_store_error"
+
     def __init__(
         self, database: Database, ttl: float, clock: Callable[[], float], *, owned: bool
     ) -> None:
-        self.database = database
-        self._owned = owned
-        self._closed = False
+        super().__init__(database, owned=owned)
         self.path = database.where
         self.ttl = ttl
         self.clock = clock
@@ -167,27 +165,6 @@ class SessionStore:
                 "CLAWRAP_SESSION_DB to another file."
             ) from None
         return cls(database, ttl, clock, owned=owned)
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._owned:
-            await self.database.aclose()
-
-    async def _call(self, fn: Callable[[Conn], _T]) -> _T:
-        if self._closed:
-            raise ClawrapError("api_error", "The session store is closed.", status=500)
-        try:
-            return await self.database.run(fn)
-        except (DatabaseError, ValueError) as exc:
-            log.error("session store %s failed: %s", self.path, exc, exc_info=True)
-            raise ClawrapError(
-                "api_error",
-                "The session store failed; the server log has the details.",
-                status=500,
-                code="session_store_error",
-            ) from None
 
     def _cutoff(self) -> float:
         """Sessions last used before this are expired. Read in the trio task, not the thread."""
